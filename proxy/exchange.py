@@ -1,0 +1,122 @@
+"""The small types that flow through the middleware chain.
+
+No aiohttp object crosses into the chain: the server turns a web request into
+a ProxyRequest, the transport turns an upstream answer into a ProxyResponse.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping, Optional
+
+from proxy.config import AliasConfig, ModelSettings, UpstreamConfig
+from proxy.sse import SSEEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a request may be sent: an upstream and the model id it knows."""
+
+    upstream: UpstreamConfig
+    model: str
+    alias: Optional[str] = None
+    alias_config: Optional[AliasConfig] = None
+    model_config: Optional[ModelSettings] = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.upstream.name}/{self.model}"
+
+
+@dataclass(slots=True)
+class Attempt:
+    upstream: str
+    model: str
+    status: int | None = None
+    error: str | None = None
+    reason: str | None = None  # the fallback trigger when this attempt failed over
+
+
+@dataclass(slots=True)
+class RequestTrace:
+    """Mutable per-request record for logs, metrics and response headers.
+
+    It is the one mutable thing a ProxyRequest carries: middleware append to
+    it; nothing reads it to make routing decisions.
+    """
+
+    attempts: list[Attempt] = field(default_factory=list)
+    first_token_at: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    queue_wait: float = 0.0
+    upstream_time: float = 0.0
+    served_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRequest:
+    request_id: str
+    method: str
+    # Path below /v1 ("chat/completions", "embeddings", ...), never with a leading slash.
+    path: str
+    query: str = ""
+    # The client's headers, lower-cased names, as received (the headers middleware filters them).
+    client_headers: Mapping[str, str] = field(default_factory=dict)
+    # The JSON body for JSON requests (mutable copy owned by this request), else None.
+    body: Optional[dict[str, Any]] = None
+    raw_body: bytes = b""
+    content_type: str = ""
+    client_model: Optional[str] = None
+    targets: tuple[Target, ...] = ()
+    # The target of the current attempt; the fallback middleware walks `targets`.
+    target: Optional[Target] = None
+    stream: bool = False
+    # The client asked for usage in its stream (stream_options.include_usage).
+    client_wants_usage: bool = False
+    # Headers to send upstream, filled by the headers middleware.
+    upstream_headers: Mapping[str, str] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+    deadline: Optional[float] = None
+    # When true the concurrency middleware fails at once instead of queueing (overflow to the next target).
+    no_wait: bool = False
+    trace: RequestTrace = field(default_factory=RequestTrace)
+
+    def replace(self, **changes: Any) -> "ProxyRequest":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_chat(self) -> bool:
+        return self.path == "chat/completions"
+
+    def remaining(self, now: float | None = None) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - (now if now is not None else time.monotonic())
+
+
+@dataclass(slots=True)
+class ProxyResponse:
+    """An answer on its way back: a complete body, or a stream of SSE events.
+
+    A stream must be consumed or closed (`aclose`) exactly once; closing it is
+    what releases the upstream connection and any concurrency slot, so every
+    middleware that wraps `events` closes the inner iterator in a `finally`.
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    events: Optional[AsyncIterator[SSEEvent]] = None
+    content_type: str = "application/json"
+    upstream: Optional[str] = None
+
+    @property
+    def is_stream(self) -> bool:
+        return self.events is not None
+
+    async def aclose(self) -> None:
+        events = self.events
+        if events is not None and hasattr(events, "aclose"):
+            await events.aclose()

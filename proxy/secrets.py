@@ -1,0 +1,182 @@
+"""Secret values: `${ENV}` and `enc:<token>` resolution, and a type that never prints itself.
+
+Every resolved secret is remembered in a process-wide registry so that
+`redact()` can scrub it from any text on its way out (logs, error bodies that
+an upstream echoed back). The registry only grows with config loads, which are
+rare, and holds the values the process already holds anyway.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any, Iterable
+
+REDACTED = "***"
+ENC_PREFIX = "enc:"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class SecretError(ValueError):
+    """A secret could not be resolved; the message names what is missing, never a value."""
+
+
+class Secret:
+    """A string that is redacted in repr/str/format; `.reveal()` is the only way in."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+        _registry.add(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return REDACTED
+
+    def __format__(self, spec: str) -> str:
+        return REDACTED
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self):  # pickling would write the value somewhere
+        raise TypeError("Secret values cannot be pickled")
+
+
+class _Registry:
+    """Known secret strings, longest first so overlapping secrets redact fully."""
+
+    MIN_LENGTH = 6  # shorter strings would redact ordinary words
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        if len(value) < self.MIN_LENGTH or value in self._values:
+            return
+        with self._lock:
+            self._values.add(value)
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def redact(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is None or not text:
+            return text
+        return pattern.sub(REDACTED, text)
+
+
+_registry = _Registry()
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret replaced by ***."""
+    return _registry.redact(text)
+
+
+def redact_value(value: Any) -> Any:
+    """Redact secrets inside a JSON-like structure (strings in dicts and lists)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_value(item) for item in value]
+    return value
+
+
+def remember(value: str) -> None:
+    """Register a value that must never be printed although it is not wrapped in Secret."""
+    _registry.add(value)
+
+
+def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replace every `${NAME}`; a missing variable raises SecretError naming it."""
+    env = os.environ if environ is None else environ
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise SecretError(f"environment variable {name} is not set")
+        return env[name]
+
+    return _ENV_REFERENCE.sub(lookup, text)
+
+
+def has_env_reference(text: str) -> bool:
+    return bool(_ENV_REFERENCE.search(text))
+
+
+class Keyring:
+    """The master keys that can open `enc:` values, newest first (rotation keeps old ones readable)."""
+
+    def __init__(self, keys: Iterable[str]):
+        self.keys = [key.strip() for key in keys if key.strip()]
+
+    @classmethod
+    def from_sources(cls, env_value: str | None, key_file: str | None) -> "Keyring":
+        keys: list[str] = []
+        if env_value:
+            keys.extend(_split_keys(env_value))
+        if key_file:
+            try:
+                with open(key_file, encoding="utf-8") as handle:
+                    keys.extend(_split_keys(handle.read()))
+            except OSError as exc:
+                raise SecretError(f"cannot read master key file {key_file}: {exc.strerror}") from None
+        for key in keys:
+            remember(key)
+        return cls(keys)
+
+    def _fernet(self):
+        from cryptography.fernet import Fernet, MultiFernet
+        if not self.keys:
+            raise SecretError("an enc: value needs a master key: set BYOK_MASTER_KEY or secrets.master_key_file")
+        try:
+            return MultiFernet([Fernet(key.encode()) for key in self.keys])
+        except (ValueError, TypeError):
+            raise SecretError("the master key is malformed (expected the output of `byok-proxy keygen`)") from None
+
+    def decrypt(self, token: str) -> str:
+        from cryptography.fernet import InvalidToken
+        try:
+            return self._fernet().decrypt(token.encode()).decode("utf-8")
+        except InvalidToken:
+            raise SecretError("cannot decrypt enc: value: wrong master key or damaged token") from None
+
+    def encrypt(self, plaintext: str) -> str:
+        return ENC_PREFIX + self._fernet().encrypt(plaintext.encode()).decode()
+
+    def rotate(self, token: str) -> str:
+        """Re-encrypt an `enc:` token under the newest key."""
+        return ENC_PREFIX + self._fernet().rotate(token.encode()).decode()
+
+
+def _split_keys(text: str) -> list[str]:
+    return [part for part in re.split(r"[\s,]+", text) if part]
+
+
+def generate_key() -> str:
+    from cryptography.fernet import Fernet
+    return Fernet.generate_key().decode()
+
+
+def resolve(text: str, keyring: Keyring, environ: dict[str, str] | None = None) -> str:
+    """Resolve one config string: `enc:` tokens are decrypted, `${ENV}` references substituted."""
+    if text.startswith(ENC_PREFIX):
+        return keyring.decrypt(text[len(ENC_PREFIX):])
+    return substitute_env(text, environ)
