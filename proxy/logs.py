@@ -1,0 +1,150 @@
+"""Logging: one structured line per request, JSON for machines, text for people.
+
+`setup_logging(config.logging)` installs a single handler on the root
+logger, so the proxy's modules, plugins and libraries all write through it. Format `auto` writes JSON unless the stream is a terminal.
+Every line, whatever its origin, passes `proxy.secrets.redact` on its way out,
+so a key that slipped into a message or an upstream's echoed error is printed
+as `***`.
+
+The access line (`log_request`) carries fixed field names a log pipeline can
+rely on: request_id, model, upstreams (tried, in order), status, duration_ms,
+ttft_ms, tokens_in, tokens_out, fallback_reason.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any, Mapping
+
+from proxy import jsonutil
+from proxy.secrets import redact
+
+ACCESS_LOGGER = "byok.access"
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# Attribute under which structured fields travel on a LogRecord.
+FIELDS_ATTRIBUTE = "byok_fields"
+
+_handler_marker = "_byok_handler"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLog:
+    """What the access line says about one finished request."""
+
+    request_id: str
+    method: str
+    path: str
+    status: int | str
+    duration_ms: float
+    model: str | None = None
+    upstreams: tuple[str, ...] = ()   # "upstream/model" per attempt, in the order tried
+    served_by: str | None = None
+    stream: bool = False
+    ttft_ms: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    fallback_reason: str | None = None  # the first reason the request moved on, if it did
+    error: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        values = {
+            "request_id": self.request_id, "method": self.method, "path": self.path, "model": self.model,
+            "upstreams": list(self.upstreams), "served_by": self.served_by, "status": self.status,
+            "stream": self.stream, "duration_ms": round(self.duration_ms, 2),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+            "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "fallback_reason": self.fallback_reason,
+        }
+        if self.error is not None:
+            values["error"] = self.error
+        values.update(self.extra)
+        return values
+
+    def summary(self) -> str:
+        tried = " -> ".join(self.upstreams) or "-"
+        text = f"{self.method} /v1/{self.path} {self.model or '-'} via {tried} {self.status} {self.duration_ms:.0f}ms"
+        if self.ttft_ms is not None:
+            text += f" ttft={self.ttft_ms:.0f}ms"
+        if self.tokens_in is not None or self.tokens_out is not None:
+            text += f" tokens={self.tokens_in or 0}/{self.tokens_out or 0}"
+        if self.fallback_reason:
+            text += f" fallback={self.fallback_reason}"
+        if self.error:
+            text += f" error={self.error}"
+        return text
+
+
+def log_request(entry: RequestLog, logger: logging.Logger | None = None) -> None:
+    """Write the access line for one request (level info; warning for 5xx)."""
+    target = logger or logging.getLogger(ACCESS_LOGGER)
+    level = logging.WARNING if _is_server_error(entry.status) else logging.INFO
+    if target.isEnabledFor(level):
+        target.log(level, entry.summary(), extra={FIELDS_ATTRIBUTE: entry.fields()})
+
+
+def _is_server_error(status: int | str) -> bool:
+    return isinstance(status, int) and status >= 500
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, then the record's structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": _iso_time(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, FIELDS_ATTRIBUTE, None)
+        if fields:
+            line.update(fields)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return redact(jsonutil.dumps_str(line))
+
+
+class TextFormatter(logging.Formatter):
+    """For a human at a terminal: time, level, message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _iso_time(created: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+
+
+def choose_format(requested: str, stream: IO[str]) -> str:
+    if requested != "auto":
+        return requested
+    isatty = getattr(stream, "isatty", None)
+    return "text" if callable(isatty) and isatty() else "json"
+
+
+def setup_logging(settings: Any, stream: IO[str] | None = None) -> logging.Handler:
+    """Install (or replace, on reload) the proxy's log handler.
+
+    `settings` is a LoggingConfig (level, format, requests). Calling it again
+    swaps the handler in place, so a reload can change level or format.
+    """
+    output = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(JSONFormatter() if choose_format(settings.format, output) == "json" else TextFormatter())
+    setattr(handler, _handler_marker, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _handler_marker, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(LEVELS[settings.level])
+    # Our access line replaces aiohttp's; its warnings and errors still come through.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.disabled = not settings.requests
+    return handler

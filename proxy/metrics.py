@@ -1,0 +1,242 @@
+"""Prometheus metrics: every `byok_*` series, in a registry of our own.
+
+One `Metrics` object lives in `services.metrics` for the life of the process,
+across config reloads, so counters never reset when the config changes.
+Request-scoped series are recorded by plugins/observe.py when a response (or
+its stream) ends; state that already lives elsewhere (in-flight and queued
+slots, upstream health, open circuits) is read at scrape time by a collector,
+so the hot path pays nothing for it.
+
+Label cardinality is bounded: upstream names come from the config, and a model
+label is only ever a model the config declares or an upstream's catalog
+listed — anything else is counted as `other`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+
+OTHER = "other"
+NO_UPSTREAM = "none"  # requests refused before any upstream was chosen (unknown model, bad input)
+HEALTH_STATES = ("ok", "degraded", "unreachable")
+RELOAD_RESULTS = ("success", "failure")
+
+# LLM calls range from a cached 100 ms answer to a reasoning model thinking for minutes.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+QUEUE_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# The proxy's own share of a request should be sub-millisecond to a few milliseconds.
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# The classic text format that generate_latest writes; every Prometheus 2.x and 3.x reads it.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ModelLabels:
+    """Which (upstream, model) pairs may appear as a `model` label.
+
+    Declared models and alias targets come from each config generation
+    (`configure`); discovered ones are added as catalogs arrive (`discovered`).
+    Membership is a set lookup, so labelling costs nothing per request.
+    """
+
+    def __init__(self) -> None:
+        self._declared: frozenset[tuple[str, str]] = frozenset()
+        self._discovered: dict[str, frozenset[str]] = {}
+
+    def configure(self, config: Any) -> None:
+        pairs = {(upstream, model) for upstream, settings in config.upstreams.items() for model in settings.models}
+        for alias in config.models.values():
+            for target in alias.targets:
+                upstream, _, model = target.partition("/")
+                if model:
+                    pairs.add((upstream, model))
+        self._declared = frozenset(pairs)
+        # Catalogs of upstreams that no longer exist must not keep their labels alive.
+        self._discovered = {name: models for name, models in self._discovered.items() if name in config.upstreams}
+
+    def discovered(self, upstream: str, models: Iterable[str]) -> None:
+        self._discovered[upstream] = frozenset(models)
+
+    def label(self, upstream: str | None, model: str | None) -> str:
+        if not upstream or not model:
+            return OTHER
+        if (upstream, model) in self._declared or model in self._discovered.get(upstream, ()):
+            return model
+        return OTHER
+
+
+class Metrics:
+    """Every `byok_*` metric, registered in its own CollectorRegistry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.models = ModelLabels()
+        self._upstreams: tuple[str, ...] = ()
+        registry = self.registry
+        self.requests = Counter("byok_requests", "Requests answered, by the upstream that answered last, "
+                                "its model and the final status", ["upstream", "model", "status"], registry=registry)
+        self.request_duration = Histogram("byok_request_duration_seconds", "Time from request received to "
+                                          "response or stream end", ["upstream", "model"],
+                                          buckets=LATENCY_BUCKETS, registry=registry)
+        self.time_to_first_token = Histogram("byok_time_to_first_token_seconds", "Time from request received to "
+                                             "the first content delta sent to the client (streams)",
+                                             ["upstream", "model"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.tokens = Counter("byok_tokens", "Tokens reported by upstream usage; direction in = prompt, "
+                              "out = completion", ["upstream", "model", "direction"], registry=registry)
+        self.queue_wait = Histogram("byok_queue_wait_seconds", "Time a request waited for a concurrency slot",
+                                    ["upstream"], buckets=QUEUE_WAIT_BUCKETS, registry=registry)
+        self.fallbacks = Counter("byok_fallbacks", "Requests moved from one upstream to the next, by the reason",
+                                 ["from", "to", "reason"], registry=registry)
+        self.rejected = Counter("byok_rejected", "Requests refused by the concurrency limit",
+                                ["upstream", "reason"], registry=registry)
+        self.config_reloads = Counter("byok_config_reloads", "Config reloads, by result", ["result"],
+                                      registry=registry)
+        self.proxy_overhead = Histogram("byok_proxy_overhead_seconds", "Time spent in the proxy itself: the "
+                                        "request's duration up to its answer minus the time waiting on upstreams "
+                                        "and for slots", buckets=OVERHEAD_BUCKETS, registry=registry)
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result)  # both series exist from the start, so rate() works
+        self._state = _StateCollector()
+        registry.register(self._state)
+
+    # ---- configuration ---------------------------------------------------------------------
+
+    def configure(self, config: Any) -> None:
+        """Adopt a config generation: which upstreams and models may be labels."""
+        self.models.configure(config)
+        self._upstreams = tuple(config.upstreams)
+        self._state.upstreams = self._upstreams
+
+    def attach_state(self, *, limiters: Callable[[], Any] | None = None, health: Callable[[], Any] | None = None,
+                     circuits: Callable[[], Any] | None = None) -> None:
+        """Where the scrape-time gauges read from; each a zero-argument callable returning
+        the current component (or None), so a reload that swaps a component is followed."""
+        self._state.sources = {"limiters": limiters, "health": health, "circuits": circuits}
+
+    # ---- recording (called by plugins/observe.py and the reloader) -------------------------
+
+    def model_label(self, upstream: str | None, model: str | None) -> str:
+        return self.models.label(upstream, model)
+
+    def upstream_label(self, upstream: str | None) -> str:
+        return upstream if upstream else NO_UPSTREAM
+
+    def observe_request(self, *, upstream: str | None, model: str | None, status: int | str, duration: float,
+                        ttft: float | None = None, tokens_in: int | None = None,
+                        tokens_out: int | None = None) -> None:
+        upstream_name = self.upstream_label(upstream)
+        model_name = self.model_label(upstream, model)
+        self.requests.labels(upstream_name, model_name, str(status)).inc()
+        self.request_duration.labels(upstream_name, model_name).observe(duration)
+        if ttft is not None:
+            self.time_to_first_token.labels(upstream_name, model_name).observe(ttft)
+        if tokens_in:
+            self.tokens.labels(upstream_name, model_name, "in").inc(tokens_in)
+        if tokens_out:
+            self.tokens.labels(upstream_name, model_name, "out").inc(tokens_out)
+
+    def observe_queue_wait(self, upstream: str, seconds: float) -> None:
+        self.queue_wait.labels(upstream).observe(seconds)
+
+    def observe_fallback(self, from_upstream: str, to_upstream: str, reason: str | None) -> None:
+        self.fallbacks.labels(from_upstream, to_upstream, reason or "unknown").inc()
+
+    def observe_rejected(self, upstream: str, reason: str) -> None:
+        self.rejected.labels(upstream, reason).inc()
+
+    def observe_reload(self, ok: bool) -> None:
+        self.config_reloads.labels("success" if ok else "failure").inc()
+
+    def observe_overhead(self, seconds: float) -> None:
+        self.proxy_overhead.observe(max(0.0, seconds))
+
+    # ---- exposition --------------------------------------------------------------------------
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The body and content type for GET /metrics."""
+        return generate_latest(self.registry), CONTENT_TYPE
+
+
+class _StateCollector:
+    """Gauges read from the live components at scrape time: in-flight and queued
+    requests per upstream, upstream health and open circuits.
+
+    The components belong to other modules; this reads them defensively (a
+    missing component or method simply yields no samples) so metrics never
+    break a scrape because a feature is absent.
+    """
+
+    def __init__(self) -> None:
+        self.upstreams: tuple[str, ...] = ()
+        self.sources: dict[str, Callable[[], Any] | None] = {}
+
+    def describe(self) -> list:
+        return []  # values are only known at scrape time; an empty describe keeps registration cheap
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        inflight = GaugeMetricFamily("byok_inflight_requests", "Requests holding a concurrency slot, per upstream",
+                                     labels=["upstream"])
+        queued = GaugeMetricFamily("byok_queued_requests", "Requests waiting for a concurrency slot, per upstream",
+                                   labels=["upstream"])
+        health = GaugeMetricFamily("byok_upstream_health", "1 for the upstream's current health state "
+                                   "(ok, degraded, unreachable), 0 for the others", labels=["upstream", "state"])
+        circuit = GaugeMetricFamily("byok_circuit_open", "1 while the upstream's circuit breaker is open",
+                                    labels=["upstream"])
+        limiters, monitor, circuits = (self._component(name) for name in ("limiters", "health", "circuits"))
+        for upstream in self.upstreams:
+            counts = _slot_counts(limiters, upstream)
+            if counts is not None:
+                inflight.add_metric([upstream], counts[0])
+                queued.add_metric([upstream], counts[1])
+            state = _health_state(monitor, upstream)
+            if state is not None:
+                for candidate in HEALTH_STATES:
+                    health.add_metric([upstream, candidate], 1.0 if candidate == state else 0.0)
+            is_open = _circuit_open(circuits, upstream)
+            if is_open is not None:
+                circuit.add_metric([upstream], 1.0 if is_open else 0.0)
+        return [inflight, queued, health, circuit]
+
+    def _component(self, name: str) -> Any:
+        source = self.sources.get(name)
+        return source() if source is not None else None
+
+
+def _slot_counts(limiters: Any, upstream: str) -> tuple[float, float] | None:
+    """(in-flight, queued) for an upstream; None when no limiter knows it."""
+    if limiters is None:
+        return None
+    stats = getattr(limiters, "stats", None)
+    if callable(stats):
+        found = stats(upstream)
+        if found is None:
+            return None
+        if isinstance(found, Mapping):
+            return float(found.get("inflight", 0)), float(found.get("queued", 0))
+        return float(getattr(found, "inflight", 0)), float(getattr(found, "queued", 0))
+    return None
+
+
+def _health_state(monitor: Any, upstream: str) -> str | None:
+    if monitor is None:
+        return None
+    status = getattr(monitor, "status", None)
+    if not callable(status):
+        return None
+    found = status(upstream)
+    if found is None:
+        return None
+    state = found if isinstance(found, str) else getattr(found, "status", None) or getattr(found, "state", None)
+    return state if state in HEALTH_STATES else None
+
+
+def _circuit_open(circuits: Any, upstream: str) -> bool | None:
+    if circuits is None:
+        return None
+    is_open = getattr(circuits, "is_open", None)
+    if callable(is_open):
+        return bool(is_open(upstream))
+    return None
