@@ -1,0 +1,91 @@
+"""The reasoning middleware: one effort vocabulary in, each provider's native form out.
+
+On the way out it rewrites the chat body for the current attempt's target
+(`proxy.reasoning.rewrite_request`: precedence, dialect, budgets). It runs per
+attempt, inside fallback, so each target gets its own dialect from the same
+client body, which is never mutated.
+
+On the way back, for upstreams with `normalize_reasoning: true`, OpenRouter's
+`reasoning` / `reasoning_details` are mapped to `reasoning_content` on messages
+and stream deltas, event by event; only the events it changes are re-encoded.
+With the setting off (the default) responses pass through untouched.
+"""
+from __future__ import annotations
+
+from contextlib import aclosing
+from typing import Any, AsyncIterator, Mapping, Sequence
+
+from proxy import reasoning
+from proxy.chain import Handler, PluginContext
+from proxy.exchange import ProxyRequest, ProxyResponse, Target
+from proxy.sse import SSEEvent
+
+# Cheap byte test before any JSON parsing: most chunks carry no reasoning at all.
+_REASONING_MARK = b'"reasoning'
+
+
+class ReasoningMiddleware:
+    def __init__(self, budgets: Mapping[str, int], catalog: Any = None):
+        self._budgets = dict(budgets)
+        self._catalog = catalog
+
+    async def __call__(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
+        target = request.target
+        if target is None or not request.is_chat or not isinstance(request.body, dict):
+            return await call_next(request)
+        accepted, default = self._advertised(target)
+        body = reasoning.rewrite_request(
+            request.body, target.upstream, target.alias_config, target.model_config, self._budgets,
+            accepted=accepted, advertised_default=default, model_label=target.label)
+        if body is not request.body:
+            request = request.replace(body=body)
+        response = await call_next(request)
+        if target.upstream.normalize_reasoning and 200 <= response.status < 300:
+            _normalize(response)
+        return response
+
+    def _advertised(self, target: Target) -> tuple[Sequence[str], str | None]:
+        """Levels and default the upstream's catalog advertises, else the configured `reasoning_levels`.
+
+        The catalog is asked through `reasoning_levels(upstream, model) -> (levels, default) | None`
+        when it offers that; config values win over discovered ones either way.
+        """
+        settings = target.model_config
+        if settings is not None and settings.reasoning_levels:
+            return tuple(settings.reasoning_levels), None
+        lookup = getattr(self._catalog, "reasoning_levels", None)
+        if lookup is not None:
+            found = lookup(target.upstream.name, target.model)
+            if found:
+                levels, default = found
+                return tuple(levels), default
+        return (), None
+
+
+def _normalize(response: ProxyResponse) -> None:
+    if response.events is not None:
+        response.events = _normalized_events(response.events)
+    elif response.body:
+        response.body = reasoning.normalize_payload(response.body)
+
+
+async def _normalized_events(events: AsyncIterator[SSEEvent]) -> AsyncIterator[SSEEvent]:
+    async with aclosing(events):
+        async for event in events:
+            yield _normalized_event(event)
+
+
+def _normalized_event(event: SSEEvent) -> SSEEvent:
+    if _REASONING_MARK not in event.raw or event.is_done:
+        return event
+    try:
+        chunk = event.json()
+    except ValueError:
+        return event  # not ours to judge: passed on as it came
+    if not reasoning.normalize_completion(chunk):
+        return event
+    return SSEEvent.from_json(chunk, event.event)
+
+
+def create(context: PluginContext) -> ReasoningMiddleware:
+    return ReasoningMiddleware(context.config.reasoning.budgets, getattr(context.services, "catalog", None))
