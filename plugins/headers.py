@@ -1,0 +1,61 @@
+"""headers: what the upstream sees besides the body.
+
+- the upstream's own auth (`Authorization: Bearer`, or `x-api-key` plus
+  `anthropic-version` for Anthropic-format upstreams);
+- configured `headers:` verbatim;
+- the client's other headers, minus its credentials and hop-by-hop headers;
+- `x-request-id`, kept from the client or made by the server.
+Auth and configured headers are computed once per upstream at build time.
+"""
+from __future__ import annotations
+
+from proxy.chain import Handler, PluginContext
+from proxy.config import UpstreamConfig
+from proxy.exchange import ProxyRequest, ProxyResponse
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                        "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
+# The client's credentials are for the proxy; the upstream gets the proxy's own.
+CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie",
+                                "openai-organization", "openai-project", "anthropic-version"})
+# Framing and routing belong to this hop and are recomputed by the transport.
+PER_HOP = frozenset({"host", "content-length", "content-type", "content-encoding", "accept-encoding", "expect",
+                     "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"})
+DROPPED = HOP_BY_HOP | CLIENT_CREDENTIALS | PER_HOP
+
+
+def upstream_static_headers(upstream: UpstreamConfig) -> dict[str, str]:
+    """Configured headers, then auth (so a configured header cannot silently replace the key)."""
+    headers = {name.lower(): value.reveal() for name, value in upstream.headers.items()}
+    if upstream.format == "anthropic":
+        headers.setdefault("anthropic-version", upstream.anthropic_version)
+    if upstream.api_key:
+        key = upstream.api_key.reveal()
+        if upstream.auth_style == "x-api-key":
+            headers["x-api-key"] = key
+        else:
+            headers["authorization"] = f"Bearer {key}"
+    return headers
+
+
+def forwardable(client_headers: dict[str, str]) -> dict[str, str]:
+    named_in_connection = {token.strip().lower() for token in client_headers.get("connection", "").split(",")}
+    return {name: value for name, value in client_headers.items()
+            if name not in DROPPED and name not in named_in_connection and not name.startswith("x-byok-")}
+
+
+class HeadersMiddleware:
+    def __init__(self, context: PluginContext):
+        self._static = {name: upstream_static_headers(upstream)
+                        for name, upstream in context.config.upstreams.items()}
+
+    async def __call__(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
+        upstream = request.target.upstream
+        headers = forwardable(request.client_headers)
+        headers.update(self._static.get(upstream.name) or upstream_static_headers(upstream))
+        headers["x-request-id"] = request.request_id
+        return await call_next(request.replace(upstream_headers=headers))
+
+
+def create(context: PluginContext) -> HeadersMiddleware:
+    return HeadersMiddleware(context)

@@ -1,0 +1,93 @@
+"""streaming: SSE passthrough bookkeeping, and streams for upstreams that cannot stream.
+
+- Asks the upstream for stream usage (so token metrics work) and drops that
+  usage-only chunk again when the client did not ask for it; every other
+  event passes with its exact bytes.
+- Records time to first token and the token counts on the request trace.
+- `streaming: false` upstreams (or ones that ignore `stream: true`) are called
+  without streaming and their answer is replayed to the client as SSE.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import aclosing
+from typing import AsyncIterator
+
+from proxy.chain import Handler, PluginContext
+from proxy.exchange import ProxyRequest, ProxyResponse
+from proxy.sse import SSEEvent
+from proxy.wire.openai import completion_to_events, is_content_chunk, record_usage
+from proxy import jsonutil
+from proxy.errors import UpstreamProtocolError
+
+
+class StreamingMiddleware:
+    async def __call__(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
+        if not (request.is_chat and request.stream and request.body is not None):
+            return await call_next(request)
+        upstream = request.target.upstream
+        if not upstream.streaming:
+            body = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
+            return _replayed(await call_next(request.replace(body=body, stream=False)), request)
+        if upstream.stream_usage and not request.client_wants_usage:
+            stream_options = {**(request.body.get("stream_options") or {}), "include_usage": True}
+            request = request.replace(body={**request.body, "stream_options": stream_options})
+        response = await call_next(request)
+        if not response.is_stream:  # the upstream ignored `stream: true`
+            return _replayed(response, request)
+        response.events = observe(response.events, request)
+        return response
+
+
+async def observe(events: AsyncIterator[SSEEvent], request: ProxyRequest) -> AsyncIterator[SSEEvent]:
+    trace = request.trace
+    drop_usage = not request.client_wants_usage
+    async with aclosing(events):
+        async for event in events:
+            if _carries_usage(event.raw):
+                chunk = _json_or_none(event)
+                if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+                    record_usage(request, chunk["usage"])
+                    if drop_usage and not chunk.get("choices"):
+                        continue
+            if trace.first_token_at is None and is_content_chunk(event):
+                trace.first_token_at = time.monotonic()
+            yield event
+
+
+def _carries_usage(raw: bytes) -> bool:
+    position = raw.find(b'"usage"')
+    if position < 0:
+        return False
+    tail = raw[position + 7:position + 15].lstrip(b": ")
+    return not tail.startswith(b"null")
+
+
+def _json_or_none(event: SSEEvent):
+    try:
+        return event.json()
+    except ValueError:
+        return None
+
+
+def _replayed(response: ProxyResponse, request: ProxyRequest) -> ProxyResponse:
+    if response.is_stream:
+        return response
+    try:
+        completion = jsonutil.loads(response.body)
+    except ValueError:
+        raise UpstreamProtocolError(response.upstream or "?", "answered with a body that is not JSON") from None
+    events = completion_to_events(completion, include_usage=request.client_wants_usage)
+    if request.trace.first_token_at is None:
+        request.trace.first_token_at = time.monotonic()
+    return ProxyResponse(status=200, headers=response.headers, events=_iterate(events),
+                         content_type="text/event-stream", upstream=response.upstream)
+
+
+async def _iterate(events: list[SSEEvent]) -> AsyncIterator[SSEEvent]:
+    for event in events:
+        yield event
+
+
+def create(context: PluginContext) -> StreamingMiddleware:
+    return StreamingMiddleware()

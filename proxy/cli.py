@@ -1,0 +1,164 @@
+"""byok-proxy serve | validate | check | keygen | encrypt."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import Sequence
+
+from proxy.config import Config, ConfigError, load_config
+from proxy.secrets import Keyring, SecretError, generate_key
+from proxy.upstreams import is_loopback_bind
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def default_config_path() -> str:
+    return os.environ.get("BYOK_CONFIG") or "config.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="byok-proxy", description="One OpenAI-compatible endpoint for every LLM provider.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("-c", "--config", default=None, help="config file (default: $BYOK_CONFIG, else ./config.yaml)")
+    serve.add_argument("--host", default=None, help="listen address (overrides listen.host)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (overrides listen.port)")
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="allow a non-loopback address without auth.api_keys")
+
+    validate = commands.add_parser("validate", help="load and check a config")
+    validate.add_argument("-c", "--config", default=None)
+
+    check = commands.add_parser("check", help="probe each upstream: catalog fetch and a 1-token request")
+    check.add_argument("-c", "--config", default=None)
+    check.add_argument("--upstream", default=None, help="only this upstream")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+
+    commands.add_parser("keygen", help="print a new master key for enc: secrets")
+
+    encrypt = commands.add_parser("encrypt", help="encrypt a secret read from stdin; prints enc:<token>")
+    encrypt.add_argument("--key-file", default=None, help="master key file (default: $BYOK_MASTER_KEY)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"serve": cmd_serve, "validate": cmd_validate, "check": cmd_check,
+               "keygen": cmd_keygen, "encrypt": cmd_encrypt}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _load(path: str | None) -> Config | None:
+    try:
+        return load_config(path or default_config_path())
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = args.config or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem))
+        return EXIT_FAILED
+    print(f"{path}: OK ({len(config.upstreams)} upstreams, {len(config.models)} aliases)")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from proxy import check
+    return check.run(args)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    print(generate_key())
+    return EXIT_OK
+
+
+def cmd_encrypt(args: argparse.Namespace) -> int:
+    plaintext = sys.stdin.read()
+    if plaintext.endswith("\n"):
+        plaintext = plaintext[:-1]
+        if plaintext.endswith("\r"):
+            plaintext = plaintext[:-1]
+    try:
+        keyring = Keyring.from_sources(os.environ.get("BYOK_MASTER_KEY"), args.key_file)
+        print(keyring.encrypt(plaintext))
+    except SecretError as exc:
+        print(f"byok-proxy encrypt: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    host = args.host or config.listen.host
+    port = args.port if args.port is not None else config.listen.port
+    if not is_loopback_bind(host) and not config.auth.api_keys and not args.allow_unauthenticated:
+        print(f"refusing to listen on {host} without auth.api_keys: anyone who can reach it could spend your keys. "
+              f"Add auth.api_keys, bind 127.0.0.1, or pass --allow-unauthenticated.", file=sys.stderr)
+        return EXIT_CONFIG
+    _install_fast_loop()
+    return asyncio.run(_serve(config, host, port))
+
+
+def _install_fast_loop() -> None:
+    if os.environ.get("BYOK_NO_UVLOOP"):
+        return
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(config: Config, host: str, port: int) -> int:
+    from proxy.server import ProxyApp, start_site
+    from proxy.services import Services
+    services = Services.create(config)
+    _setup_observability(config, services)
+    proxy_app = ProxyApp(config, services)
+    try:
+        runner, bound_port = await start_site(proxy_app, host, port)
+    except OSError as exc:
+        print(f"cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"byok-proxy listening on http://{host}:{bound_port} ({len(config.upstreams)} upstreams)",
+          file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _begin_drain, services, stop)
+    await stop.wait()
+    await runner.cleanup()  # stops listening, lets in-flight requests finish within shutdown_grace
+    return EXIT_OK
+
+
+def _begin_drain(services, stop: asyncio.Event) -> None:
+    services.draining = True
+    stop.set()
+
+
+def _setup_observability(config: Config, services) -> None:
+    try:
+        from proxy.logs import setup_logging
+    except ImportError:
+        return
+    setup_logging(config.logging)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

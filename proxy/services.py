@@ -1,0 +1,34 @@
+"""Long-lived components shared by every config generation.
+
+A config reload builds a new Runtime (router, transport, chain) but keeps
+these: counters must not reset, a slot held by an in-flight request must stay
+counted, and health history must survive. Each field is owned by the module
+that implements the concern; `Services.create` wires the standard set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.config import Config
+
+
+@dataclass
+class Services:
+    metrics: Any = None    # proxy.metrics.Metrics: counters/histograms and the /metrics exposition
+    catalog: Any = None    # proxy.catalog.Catalog: declared + discovered models
+    health: Any = None     # proxy.health: per-upstream health checks for /v1/upstreams
+    limiters: Any = None   # proxy.limiter.LimiterRegistry: per-upstream concurrency slots
+    circuits: Any = None   # proxy.circuit.CircuitRegistry: breakers and Retry-After cool-downs
+    draining: bool = False  # set on SIGTERM: /readyz answers 503
+
+    @classmethod
+    def create(cls, config: Config) -> "Services":
+        from proxy.catalog import Catalog
+        from proxy.circuit import CircuitRegistry
+        from proxy.limiter import LimiterRegistry
+        from proxy.metrics import Metrics
+        services = cls(metrics=Metrics(), catalog=Catalog(config), limiters=LimiterRegistry(),
+                       circuits=CircuitRegistry())
+        services.metrics.configure(config)
+        return services

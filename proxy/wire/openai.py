@@ -1,0 +1,219 @@
+"""OpenAI Chat Completions: the clients' format, and the upstream format most providers speak.
+
+For OpenAI-format upstreams the stream is passed through event by event with
+the upstream's exact bytes; this adapter only watches for the end (`[DONE]`),
+for an error event, and for a stream that stops before it finished.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, AsyncIterator, Mapping
+
+from proxy import jsonutil
+from proxy.config import UpstreamConfig
+from proxy.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
+from proxy.exchange import ProxyRequest, Target
+from proxy.sse import SSEEvent, done_event
+
+
+class OpenAIAdapter:
+    chat_path = "chat/completions"
+    models_path = "models"
+
+    def encode_chat(self, request: ProxyRequest, target: Target) -> dict:
+        body = request.body or {}
+        if body.get("model") == target.model:
+            return body
+        return {**body, "model": target.model}
+
+    def decode_chat(self, payload: bytes, request: ProxyRequest, target: Target) -> bytes:
+        try:
+            completion = jsonutil.loads(payload)
+        except ValueError:
+            raise UpstreamProtocolError(target.upstream.name, "answered 200 with a body that is not JSON") from None
+        if not isinstance(completion, dict) or "choices" not in completion:
+            raise UpstreamProtocolError(target.upstream.name, "answered 200 without a chat completion")
+        record_usage(request, completion.get("usage"))
+        return payload  # byte-identical: the client sees exactly what the upstream said
+
+    async def translate_stream(self, events: AsyncIterator[SSEEvent], request: ProxyRequest,
+                               target: Target) -> AsyncIterator[SSEEvent]:
+        name = target.upstream.name
+        last: SSEEvent | None = None
+        try:
+            async for event in events:
+                raw = event.raw
+                if raw.startswith(b"data: [DONE]") or raw.startswith(b"data:[DONE]"):
+                    yield event
+                    return
+                if b'"error"' in raw[:24]:
+                    raise stream_error(target.upstream, event)
+                last = event
+                yield event
+        finally:
+            await _close(events)
+        if last is not None and _finished(last):
+            yield done_event()  # some servers end without [DONE] after a complete answer
+            return
+        raise UpstreamProtocolError(name, "the stream ended before the answer was complete (no [DONE])")
+
+    def decode_error(self, upstream: UpstreamConfig, status: int, payload: bytes,
+                     headers: Mapping[str, str]) -> UpstreamError:
+        return error_from_openai_body(upstream, status, payload, headers)
+
+
+ADAPTER = OpenAIAdapter()
+
+
+async def _close(events: AsyncIterator[SSEEvent]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _finished(event: SSEEvent) -> bool:
+    try:
+        chunk = event.json()
+    except ValueError:
+        return False
+    if not isinstance(chunk, dict):
+        return False
+    choices = chunk.get("choices") or []
+    if not choices:
+        return chunk.get("usage") is not None
+    return all(isinstance(choice, dict) and choice.get("finish_reason") for choice in choices)
+
+
+def stream_error(upstream: UpstreamConfig, event: SSEEvent) -> UpstreamError:
+    """An upstream's in-stream error event (OpenRouter and others send these) as an error."""
+    try:
+        payload = event.json()
+        error = payload.get("error") if isinstance(payload, dict) else None
+    except ValueError:
+        error = None
+    if not isinstance(error, dict):
+        return UpstreamProtocolError(upstream.name, "sent an error event that could not be read")
+    code = error.get("code")
+    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+    return UpstreamHTTPError(upstream.name, status, str(error.get("message") or "stream failed"),
+                             upstream_body=error)
+
+
+def error_from_openai_body(upstream: UpstreamConfig, status: int, payload: bytes,
+                           headers: Mapping[str, str]) -> UpstreamError:
+    error = _error_object(payload)
+    message = str(error.get("message")) if error and error.get("message") else _plain_text(payload, status)
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if status in (401, 403):
+        return UpstreamAuthError(upstream.name, f"refused the proxy's credentials ({status}): {message}. "
+                                                f"Check api_key for upstream '{upstream.name}'.")
+    return UpstreamHTTPError(upstream.name, status, message, upstream_body=error, retry_after=retry_after)
+
+
+def _error_object(payload: bytes) -> dict[str, Any] | None:
+    try:
+        decoded = jsonutil.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(decoded, dict):
+        inner = decoded.get("error")
+        if isinstance(inner, dict):
+            return inner
+        if isinstance(inner, str):
+            return {"message": inner}
+        if "message" in decoded or "detail" in decoded:
+            return {"message": decoded.get("message") or decoded.get("detail")}
+    return None
+
+
+def _plain_text(payload: bytes, status: int) -> str:
+    text = payload.decode("utf-8", errors="replace").strip()
+    if not text or text.startswith("<"):
+        return f"answered HTTP {status}"
+    return f"answered HTTP {status}: {text[:300]}"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def record_usage(request: ProxyRequest, usage: Any) -> None:
+    if isinstance(usage, dict):
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt, int):
+            request.trace.prompt_tokens = prompt
+        if isinstance(completion, int):
+            request.trace.completion_tokens = completion
+
+
+# ---- building chunks (the mock, and synthesized streams for non-streaming upstreams) ----------
+
+def chunk_event(completion_id: str, model: str, created: int, delta: dict[str, Any],
+                finish_reason: str | None = None, index: int = 0) -> SSEEvent:
+    return SSEEvent.from_json({
+        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    })
+
+
+def usage_event(completion_id: str, model: str, created: int, usage: dict[str, Any]) -> SSEEvent:
+    return SSEEvent.from_json({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                               "model": model, "choices": [], "usage": usage})
+
+
+def completion_to_events(completion: dict[str, Any], include_usage: bool) -> list[SSEEvent]:
+    """A complete `chat.completion` as the chunks a streaming upstream would have sent."""
+    completion_id = str(completion.get("id") or "chatcmpl-synth")
+    model = str(completion.get("model") or "")
+    created = int(completion.get("created") or time.time())
+    events = []
+    for choice in completion.get("choices") or []:
+        index = choice.get("index", 0)
+        message = choice.get("message") or {}
+        events.append(chunk_event(completion_id, model, created, {"role": "assistant", "content": ""}, index=index))
+        for field in ("reasoning_content", "content", "refusal"):
+            if message.get(field):
+                events.append(chunk_event(completion_id, model, created, {field: message[field]}, index=index))
+        tool_calls = [{"index": position, **call} for position, call in enumerate(message.get("tool_calls") or [])]
+        if tool_calls:
+            events.append(chunk_event(completion_id, model, created, {"tool_calls": tool_calls}, index=index))
+        events.append(chunk_event(completion_id, model, created, {}, choice.get("finish_reason") or "stop", index))
+    if include_usage and completion.get("usage"):
+        events.append(usage_event(completion_id, model, created, completion["usage"]))
+    events.append(done_event())
+    return events
+
+
+_CONTENT_FIELDS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call")
+
+
+def is_content_chunk(event: SSEEvent) -> bool:
+    """Whether a chunk carries content, a tool call or reasoning (not just the role preamble).
+
+    This is the stream's commit point: until such a chunk, nothing the client
+    could act on has been said, so a failure can still move elsewhere unseen.
+    """
+    if not event.raw.startswith(b"data:") or event.is_done:
+        return False
+    try:
+        chunk = event.json()
+    except ValueError:
+        return False
+    if not isinstance(chunk, dict):
+        return False
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and any(delta.get(field) for field in _CONTENT_FIELDS):
+            return True
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            return True  # an empty answer is still an answer
+    return False

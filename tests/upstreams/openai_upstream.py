@@ -1,0 +1,154 @@
+"""A recording OpenAI-format test upstream (stands in for OpenAI, OpenRouter, vLLM, ...).
+
+Written to the documented Chat Completions wire format: JSON completions,
+SSE `chat.completion.chunk` streams ending in `data: [DONE]`, the usage chunk
+with empty `choices` when `stream_options.include_usage`, and error envelopes.
+Tests steer it through attributes and read what it received from `requests`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class OpenAIUpstream:
+    """Behaviour knobs; change them between requests."""
+
+    reply: str = "hello from upstream"
+    # Stream: these pieces, `chunk_delay` seconds apart (None: the reply split in words).
+    chunks: list[str] | None = None
+    chunk_delay: float = 0.0
+    delay_before_headers: float = 0.0
+    fail_status: int | None = None
+    fail_body: Any = None
+    fail_headers: dict[str, str] = field(default_factory=dict)
+    # Custom behaviour for one test: an aiohttp handler that replaces the built-in one.
+    override: Callable[[web.Request], Any] | None = None
+    models: list[dict[str, Any]] = field(default_factory=lambda: [{"id": "gpt-test", "object": "model",
+                                                                   "created": 0, "owned_by": "test"}])
+    requests: list[Received] = field(default_factory=list)
+    emitted_at: list[float] = field(default_factory=list)
+    inflight: int = 0
+    max_inflight: int = 0
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> "OpenAIUpstream":
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def last(self) -> Received:
+        return self.requests[-1]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(Received(request.method, request.path, dict(request.headers), body))
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            if self.override is not None:
+                return await self.override(request)
+            if self.delay_before_headers:
+                await asyncio.sleep(self.delay_before_headers)
+            if self.fail_status:
+                payload = self.fail_body if self.fail_body is not None else {
+                    "error": {"message": f"injected failure {self.fail_status}", "type": "server_error",
+                              "param": None, "code": None}}
+                text = payload if isinstance(payload, str) else json.dumps(payload)
+                return web.Response(status=self.fail_status, text=text, headers=self.fail_headers,
+                                    content_type="application/json")
+            return await self._route(request, body)
+        finally:
+            self.inflight -= 1
+
+    async def _route(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        path = request.path
+        if path.endswith("/models") and request.method == "GET":
+            return web.json_response({"object": "list", "data": self.models})
+        if path.endswith("/embeddings"):
+            data = json.loads(body)
+            inputs = data["input"] if isinstance(data["input"], list) else [data["input"]]
+            return web.json_response({"object": "list", "model": data["model"],
+                                      "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                                               for i, _ in enumerate(inputs)],
+                                      "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        if path.endswith("/chat/completions"):
+            data = json.loads(body)
+            if data.get("stream"):
+                return await self._stream(request, data)
+            return web.json_response(self.completion(data))
+        return web.json_response({"error": {"message": f"no route {path}", "type": "invalid_request_error",
+                                            "param": None, "code": None}}, status=404)
+
+    def completion(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": data["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply, "refusal": None},
+                             "logprobs": None, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}}
+
+    async def _stream(self, request: web.Request, data: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+        pieces = self.chunks if self.chunks is not None else _words(self.reply)
+        await response.write(_sse(_chunk(data["model"], {"role": "assistant", "content": ""}, include_usage)))
+        for piece in pieces:
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            self.emitted_at.append(time.monotonic())
+            await response.write(_sse(_chunk(data["model"], {"content": piece}, include_usage)))
+        await response.write(_sse(_chunk(data["model"], {}, include_usage, finish="stop")))
+        if include_usage:
+            await response.write(_sse({"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                                       "created": 1700000000, "model": data["model"], "choices": [],
+                                       "usage": {"prompt_tokens": 5, "completion_tokens": len(pieces),
+                                                 "total_tokens": 5 + len(pieces)}}))
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+def _words(text: str) -> list[str]:
+    words = text.split(" ")
+    return [words[0]] + [" " + word for word in words[1:]]
+
+
+def _chunk(model: str, delta: dict[str, Any], include_usage: bool, finish: str | None = None) -> dict[str, Any]:
+    chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    if include_usage:
+        chunk["usage"] = None
+    return chunk
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
