@@ -44,8 +44,14 @@ class ProxyApp:
 
     async def start(self) -> None:
         await self.runtime.start()
+        if self.services.health is not None:
+            self.services.health.start()  # returns at once; the first checks run in the background
 
     async def close(self) -> None:
+        if self.services.health is not None:
+            await self.services.health.stop()
+        if self.services.catalog is not None:
+            await self.services.catalog.close()
         await self.runtime.close()
 
     async def swap(self, config: Config) -> Runtime:
@@ -55,6 +61,8 @@ class ProxyApp:
         old_runtime, self.runtime = self.runtime, new_runtime
         if self.services.catalog is not None:
             self.services.catalog.apply_config(config)
+        if self.services.health is not None:
+            self.services.health.apply_config(config)
         asyncio.get_running_loop().create_task(_close_when_idle(old_runtime))
         return new_runtime
 

@@ -31,4 +31,14 @@ class Services:
         services = cls(metrics=Metrics(), catalog=Catalog(config), limiters=LimiterRegistry(),
                        circuits=CircuitRegistry())
         services.metrics.configure(config)
+        _wire_health(services, config)
         return services
+
+
+def _wire_health(services: Services, config: Config) -> None:
+    """Health checks (the catalog fetch, timed) and what metrics read from them."""
+    from proxy.health import HealthMonitor
+    services.health = HealthMonitor(config, services.catalog, services)
+    services.catalog.listeners.append(services.metrics.models.discovered)
+    services.metrics.attach_state(limiters=lambda: services.limiters, health=lambda: services.health,
+                                  circuits=lambda: services.circuits)
