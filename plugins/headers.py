@@ -26,9 +26,10 @@ DROPPED = HOP_BY_HOP | CLIENT_CREDENTIALS | PER_HOP
 
 def upstream_static_headers(upstream: UpstreamConfig) -> dict[str, str]:
     """Configured headers, then auth (so a configured header cannot silently replace the key)."""
-    headers = {name.lower(): value.reveal() for name, value in upstream.headers.items()}
-    if upstream.format == "anthropic":
-        headers.setdefault("anthropic-version", upstream.anthropic_version)
+    headers = {name: value.reveal() for name, value in upstream.headers.items()}  # names as configured
+    configured = {name.lower() for name in headers}
+    if upstream.format == "anthropic" and "anthropic-version" not in configured:
+        headers["anthropic-version"] = upstream.anthropic_version
     if upstream.api_key:
         key = upstream.api_key.reveal()
         if upstream.auth_style == "x-api-key":
@@ -51,8 +52,10 @@ class HeadersMiddleware:
 
     async def __call__(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         upstream = request.target.upstream
-        headers = forwardable(request.client_headers)
-        headers.update(self._static.get(upstream.name) or upstream_static_headers(upstream))
+        headers = forwardable(request.client_headers)  # lower-case names
+        for name, value in (self._static.get(upstream.name) or upstream_static_headers(upstream)).items():
+            headers.pop(name.lower(), None)
+            headers[name] = value
         headers["x-request-id"] = request.request_id
         return await call_next(request.replace(upstream_headers=headers))
 

@@ -106,7 +106,8 @@ def build_chain(middlewares: list[Any], endpoint: Handler) -> Handler:
 def _bind(middleware: Any, call_next: Handler) -> Handler:
     async def handle(request: ProxyRequest) -> ProxyResponse:
         return await middleware(request, call_next)
-    handle.middleware = middleware  # type: ignore[attr-defined]  # lets tests pin the order
+    handle.middleware = middleware  # type: ignore[attr-defined]  # lets tests walk and pin the order
+    handle.call_next = call_next  # type: ignore[attr-defined]
     return handle
 
 

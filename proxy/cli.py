@@ -126,11 +126,16 @@ def _install_fast_loop() -> None:
 
 
 async def _serve(config: Config, host: str, port: int) -> int:
+    from proxy.chain import PluginLoadError
     from proxy.server import ProxyApp, start_site
     from proxy.services import Services
     services = Services.create(config)
     _setup_observability(config, services)
-    proxy_app = ProxyApp(config, services)
+    try:
+        proxy_app = ProxyApp(config, services)
+    except PluginLoadError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
     try:
         runner, bound_port = await start_site(proxy_app, host, port)
     except OSError as exc:

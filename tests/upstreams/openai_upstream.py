@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 
 @dataclass
 class Received:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict
     body: bytes
 
     @property
@@ -72,7 +73,7 @@ class OpenAIUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Received(request.method, request.path, dict(request.headers), body))
+        self.requests.append(Received(request.method, request.path, CIMultiDict(request.headers), body))
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
