@@ -29,5 +29,18 @@ async def proxy_factory():
         await proxy.close()
 
 
+_open_clients: list[AsyncOpenAI] = []
+
+
 def client_for(proxy, api_key: str = CLIENT_KEY, **kwargs) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=proxy.base_url, api_key=api_key, max_retries=0, **kwargs)
+    """An AsyncOpenAI client for a running proxy; closed automatically after the test."""
+    client = AsyncOpenAI(base_url=proxy.base_url, api_key=api_key, max_retries=0, **kwargs)
+    _open_clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def _close_sdk_clients():
+    yield
+    while _open_clients:
+        await _open_clients.pop().close()
