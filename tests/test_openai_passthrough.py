@@ -155,3 +155,12 @@ async def test_upstream_client_errors_reach_client_with_status_and_message(statu
     assert "bad thing happened" in payload["error"]["message"]
     assert "oa" in payload["error"]["message"]
     assert payload["error"]["code"] == "custom_code" and payload["error"]["param"] == "messages"
+
+
+async def test_one_pooled_keep_alive_connection_per_upstream(openai_upstream, proxy_factory):
+    proxy = await proxy_factory(config_for(openai_upstream.url))
+    client = client_for(proxy)
+    for _ in range(5):
+        await client.chat.completions.create(model="main", messages=[{"role": "user", "content": "x"}])
+    ports = {received.client_port for received in openai_upstream.requests}
+    assert len(ports) == 1, f"sequential requests used {len(ports)} upstream connections"

@@ -23,6 +23,7 @@ class Received:
     path: str
     headers: CIMultiDict
     body: bytes
+    client_port: int = 0  # the proxy's side of the TCP connection: equal ports mean a reused connection
 
     @property
     def json(self) -> Any:
@@ -73,7 +74,9 @@ class OpenAIUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Received(request.method, request.path, CIMultiDict(request.headers), body))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.requests.append(Received(request.method, request.path, CIMultiDict(request.headers), body,
+                                      peer[1] if peer else 0))
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
