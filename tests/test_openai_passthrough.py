@@ -162,5 +162,5 @@ async def test_one_pooled_keep_alive_connection_per_upstream(openai_upstream, pr
     client = client_for(proxy)
     for _ in range(5):
         await client.chat.completions.create(model="main", messages=[{"role": "user", "content": "x"}])
-    ports = {received.client_port for received in openai_upstream.requests}
+    ports = {r.client_port for r in openai_upstream.requests if r.path.endswith("chat/completions")}
     assert len(ports) == 1, f"sequential requests used {len(ports)} upstream connections"
