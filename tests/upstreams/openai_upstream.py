@@ -70,7 +70,8 @@ class OpenAIUpstream:
 
     @property
     def last(self) -> Received:
-        return self.requests[-1]
+        """The last request a client caused (background catalog fetches of GET /models are skipped)."""
+        return [r for r in self.requests if not (r.method == "GET" and r.path.endswith("/models"))][-1]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
