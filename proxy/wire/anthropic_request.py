@@ -11,6 +11,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 from proxy import jsonutil
+from proxy.config import UpstreamConfig
 from proxy.errors import InvalidRequest
 from proxy.exchange import Target
 
@@ -33,7 +34,7 @@ _THINKING_TYPES = ("thinking", "redacted_thinking")
 
 def encode_request(body: Mapping[str, Any], target: Target, stream: bool) -> dict[str, Any]:
     _refuse_unsupported(body)
-    version = target.upstream.anthropic_version or ""
+    version = api_version(target.upstream)
     tools = _tools(body.get("tools"))
     tool_choice = _tool_choice(body, bool(tools))
     thinking = _thinking(body, tool_choice)
@@ -61,6 +62,14 @@ def encode_request(body: Mapping[str, Any], target: Target, stream: bool) -> dic
     if stream:
         native["stream"] = True
     return native
+
+
+def api_version(upstream: UpstreamConfig) -> str:
+    """The anthropic-version the upstream is called with (a configured header wins, as it does on the wire)."""
+    for name, value in upstream.headers.items():
+        if name.lower() == "anthropic-version":
+            return value.reveal()
+    return upstream.anthropic_version or ""
 
 
 # ---- refusals: parameters whose answer the client would read but Anthropic cannot give ------------
