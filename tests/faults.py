@@ -11,18 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from tests.upstreams.openai_upstream import OpenAIUpstream
 
-def chat_only(handler):
-    """Faults hit chat completions only; the catalog fetch a proxy makes on its own still works."""
-    async def route(request: web.Request) -> web.StreamResponse:
+
+@dataclass
+class ChatUpstream(OpenAIUpstream):
+    """The recording upstream, counting only chat completions in flight: the catalog fetch
+    a proxy makes on its own is answered at once and is not subject to any cap."""
+
+    chat_inflight: int = 0
+    chat_max_inflight: int = 0
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         if not request.path.endswith("/chat/completions"):
-            return web.json_response({"object": "list", "data": []})
-        return await handler(request)
-    return route
+            return web.json_response({"object": "list", "data": self.models})
+        self.chat_inflight += 1
+        self.chat_max_inflight = max(self.chat_max_inflight, self.chat_inflight)
+        try:
+            return await super()._handle(request)
+        finally:
+            self.chat_inflight -= 1
 
 
 def chunk(model: str, delta: dict[str, Any], finish: str | None = None, chunk_id: str = "chatcmpl-fault") -> bytes:
@@ -46,7 +59,6 @@ def _reset(request: web.Request) -> None:
 
 
 def drop_before_content(delay: float = 0.0):
-    @chat_only
     async def handler(request: web.Request) -> web.StreamResponse:
         response, _ = await _open_stream(request)
         await asyncio.sleep(delay)
@@ -56,7 +68,6 @@ def drop_before_content(delay: float = 0.0):
 
 
 def error_event_before_content(code: int = 502, message: str = "provider overloaded"):
-    @chat_only
     async def handler(request: web.Request) -> web.StreamResponse:
         response, _ = await _open_stream(request)
         await response.write(b"data: " + json.dumps({"error": {"message": message, "code": code}}).encode() + b"\n\n")
@@ -66,7 +77,6 @@ def error_event_before_content(code: int = 502, message: str = "provider overloa
 
 def drop_mid_stream(pieces: list[str], delay: float = 0.0):
     """Some content, then the connection breaks: a truncation the client must be told about."""
-    @chat_only
     async def handler(request: web.Request) -> web.StreamResponse:
         response, model = await _open_stream(request)
         for piece in pieces:
@@ -79,7 +89,6 @@ def drop_mid_stream(pieces: list[str], delay: float = 0.0):
 
 
 def status(code: int, retry_after: float | None = None, message: str | None = None):
-    @chat_only
     async def handler(request: web.Request) -> web.Response:
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
         body = {"error": {"message": message or f"scripted {code}", "type": "server_error", "param": None,
@@ -89,7 +98,6 @@ def status(code: int, retry_after: float | None = None, message: str | None = No
 
 
 def hang(seconds: float = 60.0):
-    @chat_only
     async def handler(request: web.Request) -> web.Response:
         await asyncio.sleep(seconds)
         return web.json_response({"error": {"message": "too late"}}, status=500)

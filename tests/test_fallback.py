@@ -9,7 +9,7 @@ import pytest
 
 from tests import faults
 from tests.conftest import client_for
-from tests.upstreams.openai_upstream import OpenAIUpstream
+from tests.faults import ChatUpstream
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -17,8 +17,15 @@ MESSAGES = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture
+async def main():
+    upstream = await ChatUpstream().start()
+    yield upstream
+    await upstream.close()
+
+
+@pytest.fixture
 async def backup():
-    upstream = await OpenAIUpstream(reply="answer from backup").start()
+    upstream = await ChatUpstream(reply="answer from backup").start()
     yield upstream
     await upstream.close()
 
@@ -42,8 +49,8 @@ def config(main_url: str, backup_url: str, *, alias_extra: str = "", main_extra:
     """
 
 
-def chat_requests(upstream: OpenAIUpstream) -> int:
-    return sum(1 for received in upstream.requests if received.path.endswith("/chat/completions"))
+def chat_requests(upstream: ChatUpstream) -> int:
+    return len(upstream.requests)
 
 
 async def ask(proxy, stream: bool, model: str = "smart"):
@@ -63,14 +70,14 @@ async def ask(proxy, stream: bool, model: str = "smart"):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_main_answering_500_falls_back(proxy_factory, openai_upstream, backup, stream):
-    openai_upstream.fail_status = 500
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1"))
+async def test_main_answering_500_falls_back(proxy_factory, main, backup, stream):
+    main.fail_status = 500
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
     text, headers = await ask(proxy, stream)
     assert text == "answer from backup"
     assert headers["x-byok-upstream"] == "backup"
     assert headers["x-byok-fallbacks"] == "main/m1:500"
-    assert chat_requests(openai_upstream) == 1 and chat_requests(backup) == 1
+    assert chat_requests(main) == 1 and chat_requests(backup) == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -82,17 +89,17 @@ async def test_refused_connection_falls_back(proxy_factory, backup, stream):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_main_hanging_before_first_byte_falls_back(proxy_factory, openai_upstream, backup, stream):
-    openai_upstream.override = faults.hang(3)
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1"))
+async def test_main_hanging_before_first_byte_falls_back(proxy_factory, main, backup, stream):
+    main.override = faults.hang(3)
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
     text, headers = await ask(proxy, stream)
     assert text == "answer from backup"
     assert headers["x-byok-fallbacks"] == "main/m1:timeout"
 
 
-async def test_429_with_retry_after_cools_the_upstream_and_moves_on(proxy_factory, openai_upstream, backup):
-    openai_upstream.override = faults.status(429, retry_after=30)
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1"))
+async def test_429_with_retry_after_cools_the_upstream_and_moves_on(proxy_factory, main, backup):
+    main.override = faults.status(429, retry_after=30)
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
     text, headers = await ask(proxy, stream=True)
     assert text == "answer from backup"
     assert headers["x-byok-fallbacks"] == "main/m1:429"
@@ -100,14 +107,14 @@ async def test_429_with_retry_after_cools_the_upstream_and_moves_on(proxy_factor
     text, headers = await ask(proxy, stream=False)
     assert text == "answer from backup"
     assert headers["x-byok-fallbacks"] == "main/m1:cooling"
-    assert chat_requests(openai_upstream) == 1 and chat_requests(backup) == 2
+    assert chat_requests(main) == 1 and chat_requests(backup) == 2
 
 
 @pytest.mark.parametrize("fault", [faults.drop_before_content(), faults.error_event_before_content()],
                          ids=["reset", "error-event"])
-async def test_stream_failing_before_first_content_switches_invisibly(proxy_factory, openai_upstream, backup, fault):
-    openai_upstream.override = fault
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1"))
+async def test_stream_failing_before_first_content_switches_invisibly(proxy_factory, main, backup, fault):
+    main.override = fault
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{proxy.base_url}/chat/completions",
                                 json={"model": "smart", "messages": MESSAGES, "stream": True}) as response:
@@ -123,9 +130,9 @@ async def test_stream_failing_before_first_content_switches_invisibly(proxy_fact
     assert text == "answer from backup"
 
 
-async def test_mid_stream_drop_ends_with_an_error_event_not_a_truncation(proxy_factory, openai_upstream, backup):
-    openai_upstream.override = faults.drop_mid_stream(["partial", " answer"])
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1"))
+async def test_mid_stream_drop_ends_with_an_error_event_not_a_truncation(proxy_factory, main, backup):
+    main.override = faults.drop_mid_stream(["partial", " answer"])
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{proxy.base_url}/chat/completions",
                                 json={"model": "smart", "messages": MESSAGES, "stream": True}) as response:
@@ -146,18 +153,18 @@ async def test_mid_stream_drop_ends_with_an_error_event_not_a_truncation(proxy_f
     assert received == "partial answer"
 
 
-async def test_client_errors_are_not_retried_elsewhere(proxy_factory, openai_upstream, backup):
-    openai_upstream.override = faults.status(400, message="messages[0] is malformed")
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1"))
+async def test_client_errors_are_not_retried_elsewhere(proxy_factory, main, backup):
+    main.override = faults.status(400, message="messages[0] is malformed")
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
     with pytest.raises(openai.BadRequestError) as caught:
         await ask(proxy, stream=False)
     assert "messages[0] is malformed" in str(caught.value)
     assert chat_requests(backup) == 0
 
 
-async def test_fallback_on_decides_which_failures_move_on(proxy_factory, openai_upstream, backup):
-    openai_upstream.fail_status = 500
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1",
+async def test_fallback_on_decides_which_failures_move_on(proxy_factory, main, backup):
+    main.fail_status = 500
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1",
                                        alias_extra="fallback_on: [connect, timeout]"))
     with pytest.raises(openai.InternalServerError) as caught:
         await ask(proxy, stream=False)
@@ -165,10 +172,10 @@ async def test_fallback_on_decides_which_failures_move_on(proxy_factory, openai_
     assert chat_requests(backup) == 0
 
 
-async def test_when_every_target_fails_the_last_failure_lists_every_attempt(proxy_factory, openai_upstream, backup):
-    openai_upstream.override = faults.status(500, message="main is broken")
+async def test_when_every_target_fails_the_last_failure_lists_every_attempt(proxy_factory, main, backup):
+    main.override = faults.status(500, message="main is broken")
     backup.override = faults.status(503, message="backup is overloaded")
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1"))
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
     with pytest.raises(openai.APIStatusError) as caught:
         await ask(proxy, stream=True)
     assert caught.value.status_code == 503  # the last failure
@@ -177,51 +184,49 @@ async def test_when_every_target_fails_the_last_failure_lists_every_attempt(prox
     assert "backup/m2" in message and "backup is overloaded" in message
 
 
-async def test_retries_the_same_target_before_moving_on(proxy_factory, openai_upstream, backup):
+async def test_retries_the_same_target_before_moving_on(proxy_factory, main, backup):
     calls = []
     flaky = faults.status(502)
 
-    @faults.chat_only
     async def fails_once(request):
         calls.append(1)
         if len(calls) == 1:
             return await flaky(request)
-        openai_upstream.override = None
-        return await openai_upstream._route(request, await request.read())
+        main.override = None
+        return await main._route(request, await request.read())
 
-    openai_upstream.override = fails_once
-    proxy = await proxy_factory(config(f"{openai_upstream.url}/v1", f"{backup.url}/v1", main_extra="retries: 2"))
+    main.override = fails_once
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1", main_extra="retries: 2"))
     text, headers = await ask(proxy, stream=False)
     assert text == "hello from upstream"
     assert headers["x-byok-upstream"] == "main"
-    assert chat_requests(openai_upstream) == 2 and chat_requests(backup) == 0
+    assert chat_requests(main) == 2 and chat_requests(backup) == 0
 
 
-async def test_lone_target_429_waits_out_a_short_retry_after(proxy_factory, openai_upstream):
+async def test_lone_target_429_waits_out_a_short_retry_after(proxy_factory, main):
     limited = faults.status(429, retry_after=1)
 
-    @faults.chat_only
     async def limited_once(request):
-        openai_upstream.override = None
+        main.override = None
         return await limited(request)
 
-    openai_upstream.override = limited_once
+    main.override = limited_once
     proxy = await proxy_factory(f"""
     health: {{enabled: false}}
     upstreams:
-      main: {{base_url: {openai_upstream.url}/v1, discover_models: false, queue_timeout: 5}}
+      main: {{base_url: {main.url}/v1, discover_models: false, queue_timeout: 5}}
     """)
     text, _ = await ask(proxy, stream=False, model="main/gpt-test")
     assert text == "hello from upstream"
-    assert chat_requests(openai_upstream) == 2
+    assert chat_requests(main) == 2
 
 
-async def test_lone_target_429_beyond_the_budget_returns_429_with_retry_after(proxy_factory, openai_upstream):
-    openai_upstream.override = faults.status(429, retry_after=120, message="slow down")
+async def test_lone_target_429_beyond_the_budget_returns_429_with_retry_after(proxy_factory, main):
+    main.override = faults.status(429, retry_after=120, message="slow down")
     proxy = await proxy_factory(f"""
     health: {{enabled: false}}
     upstreams:
-      main: {{base_url: {openai_upstream.url}/v1, discover_models: false, queue_timeout: 1}}
+      main: {{base_url: {main.url}/v1, discover_models: false, queue_timeout: 1}}
     """)
     with pytest.raises(openai.RateLimitError) as caught:
         await ask(proxy, stream=False, model="main/gpt-test")
@@ -231,4 +236,4 @@ async def test_lone_target_429_beyond_the_budget_returns_429_with_retry_after(pr
     with pytest.raises(openai.RateLimitError) as caught:
         await ask(proxy, stream=True, model="main/gpt-test")
     assert int(caught.value.response.headers["retry-after"]) > 100
-    assert chat_requests(openai_upstream) == 1
+    assert chat_requests(main) == 1
