@@ -46,6 +46,7 @@ class PluginContext:
 # Outermost first. Per-request concerns sit outside per-attempt ones: fallback
 # loops over targets and calls everything inside it once per attempt.
 BUILTIN_ORDER: tuple[str, ...] = (
+    "plugins.observe",  # outermost: sees each request once, and its stream end, for metrics and logs
     "plugins.fallback",
     "plugins.concurrency",
     "plugins.reasoning",

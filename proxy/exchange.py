@@ -53,6 +53,7 @@ class RequestTrace:
     queue_wait: float = 0.0
     upstream_time: float = 0.0
     served_by: str | None = None
+    dispatched_at: float | None = None  # when the transport last sent it upstream (proxy overhead metric)
 
 
 @dataclass(frozen=True, slots=True)

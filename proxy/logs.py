@@ -148,3 +148,15 @@ def setup_logging(settings: Any, stream: IO[str] | None = None) -> logging.Handl
     access = logging.getLogger(ACCESS_LOGGER)
     access.disabled = not settings.requests
     return handler
+
+
+def record_refusal(services: Any, method: str, path: str, request_id: str, error: Any,
+                   started_at: float, client_model: str | None = None) -> None:
+    """A request the server refused before the chain (auth, size, validation, unknown model):
+    counted and logged like any other, with no upstream."""
+    now = time.monotonic()  # the caller's clock started when the request arrived
+    metrics = getattr(services, "metrics", None)
+    if metrics is not None:
+        metrics.observe_request(upstream=None, model=None, status=error.status, duration=now - started_at)
+    log_request(RequestLog(request_id=request_id, method=method, path=path, status=error.status,
+                           duration_ms=(now - started_at) * 1000, model=client_model, error=error.message))

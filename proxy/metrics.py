@@ -13,9 +13,9 @@ listed — anything else is counted as `other`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
@@ -31,6 +31,9 @@ QUEUE_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 # The classic text format that generate_latest writes; every Prometheus 2.x and 3.x reads it.
+# `*_created` timestamps would double the series count for no use in the classic text format.
+disable_created_metrics()
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -183,7 +186,8 @@ class _StateCollector:
                                    labels=["upstream"])
         health = GaugeMetricFamily("byok_upstream_health", "1 for the upstream's current health state "
                                    "(ok, degraded, unreachable), 0 for the others", labels=["upstream", "state"])
-        circuit = GaugeMetricFamily("byok_circuit_open", "1 while the upstream's circuit breaker is open",
+        circuit = GaugeMetricFamily("byok_circuit_open", "1 while the upstream's circuit breaker is open "
+                                    "(requests kept away), 0 when closed or half open",
                                     labels=["upstream"])
         limiters, monitor, circuits = (self._component(name) for name in ("limiters", "health", "circuits"))
         for upstream in self.upstreams:
@@ -205,38 +209,20 @@ class _StateCollector:
         return source() if source is not None else None
 
 
-def _slot_counts(limiters: Any, upstream: str) -> tuple[float, float] | None:
-    """(in-flight, queued) for an upstream; None when no limiter knows it."""
-    if limiters is None:
-        return None
-    stats = getattr(limiters, "stats", None)
-    if callable(stats):
-        found = stats(upstream)
-        if found is None:
-            return None
-        if isinstance(found, Mapping):
-            return float(found.get("inflight", 0)), float(found.get("queued", 0))
-        return float(getattr(found, "inflight", 0)), float(getattr(found, "queued", 0))
-    return None
+def _slot_counts(limiters: Any, upstream: str) -> tuple[int, int] | None:
+    """(in-flight, queued) from proxy.limiter.LimiterRegistry.snapshot; None without limiters."""
+    snapshot = getattr(limiters, "snapshot", None)
+    return snapshot(upstream) if callable(snapshot) else None
 
 
 def _health_state(monitor: Any, upstream: str) -> str | None:
-    if monitor is None:
-        return None
+    """ok | degraded | unreachable from proxy.health.HealthMonitor.status; None before the first check."""
     status = getattr(monitor, "status", None)
-    if not callable(status):
-        return None
-    found = status(upstream)
-    if found is None:
-        return None
-    state = found if isinstance(found, str) else getattr(found, "status", None) or getattr(found, "state", None)
+    state = status(upstream) if callable(status) else None
     return state if state in HEALTH_STATES else None
 
 
 def _circuit_open(circuits: Any, upstream: str) -> bool | None:
-    if circuits is None:
-        return None
-    is_open = getattr(circuits, "is_open", None)
-    if callable(is_open):
-        return bool(is_open(upstream))
-    return None
+    """From proxy.circuit.CircuitRegistry.state: open keeps requests away; half_open lets a probe through."""
+    state = getattr(circuits, "state", None)
+    return state(upstream) == "open" if callable(state) else None

@@ -22,6 +22,7 @@ from proxy import jsonutil, validation
 from proxy.config import Config
 from proxy.errors import AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, sse_error_bytes
 from proxy.exchange import ProxyRequest, ProxyResponse
+from proxy.logs import record_refusal
 from proxy.runtime import Runtime
 from proxy.secrets import redact
 from proxy.services import Services
@@ -128,10 +129,13 @@ class ProxyApp:
         request_id = _request_id(request)
         runtime = self.runtime  # one generation for the whole request, even across a reload
         runtime.active_requests += 1
+        received, proxy_request = time.monotonic(), None
         try:
             proxy_request = await self._proxy_request(request, request_id, runtime)
             response = await runtime.handler(proxy_request)
         except ProxyError as exc:
+            if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
+                record_refusal(self.services, request.method, request.match_info["path"], request_id, exc, received)
             return _error_response(exc, request_id)
         except Exception:  # a bug must become an envelope, never a traceback on the wire
             log.exception("internal error handling request %s", request_id)

@@ -21,6 +21,7 @@ class Services:
     limiters: Any = None   # proxy.limiter.LimiterRegistry: per-upstream concurrency slots
     circuits: Any = None   # proxy.circuit.CircuitRegistry: breakers and Retry-After cool-downs
     draining: bool = False  # set on SIGTERM: /readyz answers 503
+    drain: Any = None      # proxy.lifecycle.Drain: the requests in flight, interrupted when shutdown_grace ends
 
     @classmethod
     def create(cls, config: Config) -> "Services":
@@ -32,6 +33,7 @@ class Services:
                        circuits=CircuitRegistry())
         services.metrics.configure(config)
         _wire_health(services, config)
+        _wire_observability(services)
         return services
 
 
@@ -42,3 +44,10 @@ def _wire_health(services: Services, config: Config) -> None:
     services.catalog.listeners.append(services.metrics.models.discovered)
     services.metrics.attach_state(limiters=lambda: services.limiters, health=lambda: services.health,
                                   circuits=lambda: services.circuits)
+
+
+def _wire_observability(services: Services) -> None:
+    """Queue waits reach the metrics as slots are granted; the drain registry tracks requests."""
+    from proxy.lifecycle import Drain
+    services.limiters.add_wait_observer(services.metrics.observe_queue_wait)
+    services.drain = Drain()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import AsyncIterator, Mapping
 
 import aiohttp
@@ -56,6 +57,7 @@ class Transport:
         target = request.target
         if target is None:
             raise InvalidRequest("no target was chosen for this request")
+        request.trace.dispatched_at = time.monotonic()  # the proxy's own work ends here (overhead metric)
         if target.upstream.format == "mock":
             return await mock.respond(request, target)
         url, body, content_type = self._outgoing(request, target)

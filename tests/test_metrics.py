@@ -5,10 +5,16 @@ Prometheus) is pinned in test_prometheus_scrape.py and test_metrics_http.py.
 """
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import parse_config
+from proxy.catalog import Catalog
+from proxy.circuit import CircuitRegistry
+from proxy.health import HealthMonitor
+from proxy.limiter import LimiterRegistry
 from proxy.metrics import LATENCY_BUCKETS, Metrics
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,23 +47,6 @@ EXPECTED = {
 }
 
 
-class Limiters:
-    """Stands in for services.limiters in this unit test: the shape the collector reads."""
-
-    def stats(self, upstream):
-        return {"fast": {"inflight": 3, "queued": 2}}.get(upstream)
-
-
-class Health:
-    def status(self, upstream):
-        return {"fast": "degraded", "slow": "ok"}.get(upstream)
-
-
-class Circuits:
-    def is_open(self, upstream):
-        return upstream == "slow"
-
-
 def families(metrics: Metrics) -> dict:
     body, content_type = metrics.exposition()
     assert content_type.startswith("text/plain; version=0.0.4")
@@ -77,7 +66,6 @@ def samples(metrics: Metrics, sample_name: str) -> dict:
 def metrics() -> Metrics:
     instance = Metrics()
     instance.configure(parse_config(CONFIG))
-    instance.attach_state(limiters=Limiters, health=Health, circuits=Circuits)
     return instance
 
 
@@ -85,6 +73,9 @@ def test_every_documented_metric_is_exposed_with_its_type_and_labels(metrics):
     metrics.observe_request(upstream="fast", model="small", status=200, duration=1.5, ttft=0.3,
                             tokens_in=10, tokens_out=20)
     metrics.observe_queue_wait("fast", 0.2)
+    limiters, circuits = LimiterRegistry(), CircuitRegistry()
+    limiters.configure(parse_config(CONFIG))
+    metrics.attach_state(limiters=lambda: limiters, circuits=lambda: circuits)
     metrics.observe_fallback("fast", "slow", "429")
     metrics.observe_rejected("fast", "queue_timeout")
     metrics.observe_overhead(0.001)
@@ -93,6 +84,8 @@ def test_every_documented_metric_is_exposed_with_its_type_and_labels(metrics):
         assert name in exposed, f"{name} missing from /metrics"
         family = exposed[name]
         assert family.type == kind, name
+        if name == "byok_upstream_health":
+            continue  # no state before the first health check; its labels are pinned below
         sample_labels = {key for sample in family.samples for key in sample.labels} - {"le"}
         assert sample_labels == labels, name
 
@@ -145,15 +138,40 @@ def test_requests_refused_before_routing_are_labelled_none_and_other(metrics):
         (("model", "other"), ("status", "404"), ("upstream", "none")): 1.0}
 
 
-def test_state_gauges_are_read_from_live_components_at_scrape_time(metrics):
-    assert samples(metrics, "byok_inflight_requests") == {(("upstream", "fast"),): 3.0}
-    assert samples(metrics, "byok_queued_requests") == {(("upstream", "fast"),): 2.0}
-    health = samples(metrics, "byok_upstream_health")
-    assert health[(("state", "degraded"), ("upstream", "fast"))] == 1.0
-    assert health[(("state", "ok"), ("upstream", "fast"))] == 0.0
-    assert health[(("state", "ok"), ("upstream", "slow"))] == 1.0
-    assert sum(health.values()) == 2.0  # exactly one state per upstream
-    assert samples(metrics, "byok_circuit_open") == {(("upstream", "fast"),): 0.0, (("upstream", "slow"),): 1.0}
+async def test_state_gauges_are_read_from_live_components_at_scrape_time(metrics, openai_upstream):
+    config = parse_config(f"""
+upstreams:
+  fast: {{base_url: "{openai_upstream.url}/v1", max_concurrent_requests: 1, circuit: {{failures: 1}}}}
+  slow: {{base_url: "http://127.0.0.1:9/v1", circuit: {{failures: 1}}}}
+""")
+    metrics.configure(config)
+    limiters, circuits = LimiterRegistry(), CircuitRegistry()
+    limiters.configure(config)
+    circuits.configure(config)
+    monitor = HealthMonitor(config, Catalog(config))
+    metrics.attach_state(limiters=lambda: limiters, health=lambda: monitor, circuits=lambda: circuits)
+    assert samples(metrics, "byok_upstream_health") == {}  # nothing known before the first check
+    slot = await limiters.get("fast").acquire(wait=False, timeout=None)
+    queued = asyncio.ensure_future(limiters.get("fast").acquire(wait=True, timeout=5))
+    await asyncio.sleep(0.05)
+    circuits.get("slow").failed()
+    await monitor.check("fast")
+    await monitor.check("slow")
+    try:
+        assert samples(metrics, "byok_inflight_requests") == {(("upstream", "fast"),): 1.0,
+                                                              (("upstream", "slow"),): 0.0}
+        assert samples(metrics, "byok_queued_requests")[(("upstream", "fast"),)] == 1.0
+        health = samples(metrics, "byok_upstream_health")
+        assert health[(("state", "ok"), ("upstream", "fast"))] == 1.0
+        assert health[(("state", "unreachable"), ("upstream", "slow"))] == 1.0
+        assert sum(health.values()) == 2.0 and len(health) == 6  # one state of three per upstream
+        assert samples(metrics, "byok_circuit_open") == {(("upstream", "fast"),): 0.0,
+                                                         (("upstream", "slow"),): 1.0}
+    finally:
+        slot.release()
+        (await queued).release()
+        await monitor._catalog.close()
+    assert samples(metrics, "byok_inflight_requests")[(("upstream", "fast"),)] == 0.0
 
 
 def test_state_gauges_tolerate_missing_components():

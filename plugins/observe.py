@@ -1,0 +1,205 @@
+"""observe: the outermost middleware — one request's metrics and access log line.
+
+Both are written once, when the response is complete: for a plain answer when
+it comes back, for a stream when the stream ends (finished, failed, or the
+client went away). Everything is read from the request's trace, which the
+inner middleware filled in: attempts in order with their fallback reasons,
+first-token time, token usage, queue wait, dispatch time.
+
+It also enters each request into the drain registry (proxy/lifecycle.py) for
+as long as it runs, stream included, and turns the drain's interruption into
+the error the client is told about.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from proxy.chain import Handler, PluginContext
+from proxy.errors import ProxyError
+from proxy.exchange import ProxyRequest, ProxyResponse
+from proxy.logs import RequestLog, log_request
+from proxy.sse import SSEEvent
+
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
+BUSY = "busy"        # the fallback walk's reason for an attempt refused a concurrency slot
+
+
+class Observe:
+    def __init__(self, metrics: Any, drain: Any, log_requests: bool):
+        self.metrics, self.drain, self.log_requests = metrics, drain, log_requests
+
+    async def __call__(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
+        record = _Record(self, request)
+        try:
+            response = await call_next(request)
+        except ProxyError as error:
+            record.finish(error.status, error)
+            raise
+        except asyncio.CancelledError:
+            error = record.cancelled()
+            if error is None:
+                raise
+            raise error from None
+        except BaseException:
+            record.finish(500)  # a bug; the server logs it and answers 500
+            raise
+        if response.is_stream:
+            response.events = _WatchedStream(response.events, record, response.status)
+        else:
+            record.finish(response.status)
+        return response
+
+
+class _Record:
+    """One request on its way: finished exactly once, by whichever end comes first."""
+
+    __slots__ = ("observer", "request", "task", "done")
+
+    def __init__(self, observer: Observe, request: ProxyRequest):
+        self.observer, self.request, self.done = observer, request, False
+        self.task = observer.drain.enter() if observer.drain is not None else None
+
+    def cancelled(self) -> ProxyError | None:
+        """After a CancelledError: the drain's error to raise instead, or None when the
+        client went away (the cancellation then goes on)."""
+        drain = self.observer.drain
+        error = drain.interrupted(self.task) if drain is not None else None
+        self.finish(CLIENT_CLOSED if error is None else error.status, error)
+        return error
+
+    def finish(self, status: int, error: ProxyError | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        observer = self.observer
+        if observer.drain is not None:
+            observer.drain.leave(self.task)
+        now = time.monotonic()
+        if observer.metrics is not None:
+            _record_metrics(observer.metrics, self.request, status, error, now)
+        if observer.log_requests:
+            log_request(_log_entry(self.request, status, error, now))
+
+
+class _WatchedStream:
+    """Passes events through untouched; finishes the record when the stream ends.
+
+    A class rather than an async generator: `aclose()` on a generator that never
+    started skips its `finally`, and the record must be finished even then.
+    """
+
+    __slots__ = ("_inner", "_record", "_status")
+
+    def __init__(self, inner: AsyncIterator[SSEEvent], record: _Record, status: int):
+        self._inner, self._record, self._status = inner, record, status
+
+    def __aiter__(self) -> "_WatchedStream":
+        return self
+
+    async def __anext__(self) -> SSEEvent:
+        try:
+            return await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._record.finish(self._status)
+            raise
+        except ProxyError as error:
+            self._record.finish(error.status, error)
+            await self._close_inner()
+            raise
+        except asyncio.CancelledError:
+            error = self._record.cancelled()
+            await self._close_inner()
+            if error is None:
+                raise
+            raise error from None
+        except BaseException:
+            self._record.finish(500)
+            await self._close_inner()
+            raise
+
+    async def aclose(self) -> None:
+        self._record.finish(CLIENT_CLOSED)  # closed before its end: the consumer stopped reading
+        await self._close_inner()
+
+    async def _close_inner(self) -> None:
+        closer = getattr(self._inner, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+# ---- what is recorded ----------------------------------------------------------------------------
+
+def _served(request: ProxyRequest) -> tuple[str | None, str | None]:
+    """(upstream, model) that answered last: the served attempt, else the last one tried."""
+    trace = request.trace
+    if trace.attempts:
+        last = trace.attempts[-1]
+        return trace.served_by or last.upstream, last.model
+    if request.target is not None:
+        return request.target.upstream.name, request.target.model
+    return None, None
+
+
+def _ttft(request: ProxyRequest) -> float | None:
+    first = request.trace.first_token_at
+    return first - request.started_at if request.stream and first is not None else None
+
+
+def _record_metrics(metrics: Any, request: ProxyRequest, status: int, error: ProxyError | None,
+                    now: float) -> None:
+    trace = request.trace
+    upstream, model = _served(request)
+    metrics.observe_request(upstream=upstream, model=model, status=status, duration=now - request.started_at,
+                            ttft=_ttft(request), tokens_in=trace.prompt_tokens, tokens_out=trace.completion_tokens)
+    attempts = trace.attempts
+    for failed, following in zip(attempts, attempts[1:]):
+        if failed.reason:
+            metrics.observe_fallback(failed.upstream, following.upstream, failed.reason)
+    for index, attempt in enumerate(attempts):
+        if attempt.reason == BUSY:
+            metrics.observe_rejected(attempt.upstream, _rejection(index == len(attempts) - 1, error))
+    overhead = _overhead(request)
+    if overhead is not None:
+        metrics.observe_overhead(overhead)
+
+
+def _rejection(is_last: bool, error: ProxyError | None) -> str:
+    """A busy attempt that ended the request timed out in the queue; the others overflowed at once."""
+    if is_last and error is not None and error.code == "queue_timeout":
+        return "queue_timeout"
+    return "concurrency_limit"
+
+
+def _overhead(request: ProxyRequest) -> float | None:
+    """The proxy's own time before the upstream was called: parsing, routing, middleware,
+    encoding — minus any time queued for a slot. Only for requests sent once (no fallback
+    or retry waits in between) that reached an upstream."""
+    trace = request.trace
+    dispatched = getattr(trace, "dispatched_at", None)
+    if dispatched is None or len(trace.attempts) > 1:
+        return None
+    return dispatched - request.started_at - trace.queue_wait
+
+
+def _log_entry(request: ProxyRequest, status: int, error: ProxyError | None, now: float) -> RequestLog:
+    trace = request.trace
+    attempts = trace.attempts
+    moved_on = [attempt.reason for attempt in attempts[:-1] if attempt.reason]
+    ttft = _ttft(request)
+    return RequestLog(
+        request_id=request.request_id, method=request.method, path=request.path, status=status,
+        duration_ms=(now - request.started_at) * 1000, model=request.client_model,
+        upstreams=tuple(f"{attempt.upstream}/{attempt.model}" for attempt in attempts),
+        served_by=trace.served_by, stream=request.stream,
+        ttft_ms=None if ttft is None else ttft * 1000,
+        tokens_in=trace.prompt_tokens, tokens_out=trace.completion_tokens,
+        fallback_reason=moved_on[0] if moved_on else None,
+        error=error.message if error is not None else None)
+
+
+def create(context: PluginContext) -> Observe:
+    services = context.services
+    return Observe(getattr(services, "metrics", None), getattr(services, "drain", None),
+                   context.config.logging.requests)
