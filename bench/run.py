@@ -1,0 +1,327 @@
+"""`python -m bench`: every measurement, side by side, repeated, medians reported.
+
+Layout on the machine: this process (the load generator), wrk and the bench upstream
+share the first core; each proxy is pinned alone to the second. Systems run one after
+another, each in a fresh process; memory is measured in yet another fresh process so
+earlier load does not inflate the idle figure.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import loadgen, procs, report, translate, wrk
+from bench.loadgen import Endpoint
+from bench.systems import REPO, Byok, System, machine_info, make_systems
+
+RESULTS = REPO / "bench" / "results"
+
+
+@dataclass
+class Settings:
+    repeats: int = 3
+    throughput_seconds: float = 10.0
+    throughput_concurrency: int = 50
+    rates: tuple[int, ...] = (50, 200, 1000)
+    rate_seconds: float = 10.0
+    stream_model: str = "s20x20"            # 20 chunks, 20 ms apart
+    streams_c1: int = 25
+    streams_c100_workers: int = 100
+    streams_c100_each: int = 3
+    burst_model: str = "s2000x0"            # as fast as the upstream can write
+    burst_concurrency: int = 4
+    burst_streams_each: int = 3
+    translate_seconds: float = 3.0
+    hold_counts: tuple[int, ...] = (1000, 10000)
+    hold_connect_rate: float = 1000.0
+    hold_chunk_interval_ms: int = 2000
+    workers_scaling: tuple[int, ...] = (1, 2)
+    loadgen_cpus: str = "0"
+    proxy_cpus: str = "1"
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        return cls(repeats=1, throughput_seconds=1.0, throughput_concurrency=10, rates=(50, 200), rate_seconds=1.0,
+                   stream_model="s5x5", streams_c1=3, streams_c100_workers=10, streams_c100_each=1,
+                   burst_model="s200x0", burst_concurrency=2, burst_streams_each=1, translate_seconds=0.3,
+                   hold_counts=(20, 100), hold_connect_rate=500.0, hold_chunk_interval_ms=500)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    workdir: Path
+    upstream_port: int
+    notes: list[str] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---- phases -------------------------------------------------------------------------------
+
+async def phase_throughput(system: System, ctx: Context) -> dict:
+    endpoint = Endpoint("127.0.0.1", system.port)
+    s = ctx.settings
+    return await wrk.throughput(endpoint, system.model("bench"), s.throughput_concurrency, s.throughput_seconds,
+                                ctx.settings.loadgen_cpus)
+
+
+async def phase_rates(system: System, ctx: Context) -> dict:
+    endpoint = Endpoint("127.0.0.1", system.port)
+    results = {}
+    for rate in ctx.settings.rates:
+        results[str(rate)] = await loadgen.open_loop(endpoint, system.model("bench"), rate, ctx.settings.rate_seconds)
+        gc.collect()
+    return results
+
+
+async def phase_streams(system: System, ctx: Context) -> dict:
+    endpoint = Endpoint("127.0.0.1", system.port)
+    s = ctx.settings
+    model = system.model(s.stream_model)
+    c1 = await loadgen.stream_latency(endpoint, model, 1, s.streams_c1)
+    c100 = await loadgen.stream_latency(endpoint, model, s.streams_c100_workers, s.streams_c100_each)
+    return {"c1": c1, "c100": c100}
+
+
+async def phase_burst(system: System, ctx: Context) -> dict:
+    """Chunks per second through the proxy when the upstream writes as fast as it can."""
+    s = ctx.settings
+    results = {}
+    openai_endpoint = Endpoint("127.0.0.1", system.port)
+    results["openai"] = await loadgen.stream_throughput(openai_endpoint, system.model(s.burst_model),
+                                                        s.burst_concurrency, s.burst_streams_each)
+    if system.name == "direct":
+        anthropic_endpoint = Endpoint("127.0.0.1", system.port, "/v1/messages")
+        results["anthropic"] = await loadgen.stream_throughput(anthropic_endpoint, s.burst_model,
+                                                               s.burst_concurrency, s.burst_streams_each)
+    elif system.anthropic_model(s.burst_model) is not None:
+        results["anthropic"] = await loadgen.stream_throughput(openai_endpoint, system.anthropic_model(s.burst_model),
+                                                               s.burst_concurrency, s.burst_streams_each)
+    return results
+
+
+async def phase_memory(make: "callable", ctx: Context) -> dict:
+    """Fresh process: idle RSS, then for each count: RSS holding that many slow streams, and after."""
+    s = ctx.settings
+    limit = procs.raise_open_files_limit()
+    results: dict = {"open_files_limit": limit, "levels": {}}
+    system: System = make()
+    if system.name == "direct":
+        return {"skipped": "the upstream itself is not measured"}
+    await system.start(ctx.upstream_port, ctx.workdir, s.proxy_cpus, _models(ctx))
+    try:
+        results["idle_mb"] = await procs.settle_rss(system.server, 2.0)
+        for count in s.hold_counts:
+            results["levels"][str(count)] = await _hold_level(system, make, count, ctx, limit)
+            system = results["levels"][str(count)].pop("_system")
+    finally:
+        system.stop()
+    return results
+
+
+async def _hold_level(system: System, make, count: int, ctx: Context, limit: int) -> dict:
+    s = ctx.settings
+    note = None
+    # A proxied stream holds two sockets (client side and upstream side); one process
+    # cannot hold more streams than half its open-files limit.
+    needed_per_process = 2 * count + 256
+    if isinstance(system, Byok) and needed_per_process > limit and system.workers == 1:
+        workers = math.ceil(needed_per_process / (limit - 256))
+        system.stop()
+        system = Byok(workers=workers, name=f"byok-{workers}w", logging_requests=system.logging_requests)
+        await system.start(ctx.upstream_port, ctx.workdir, s.proxy_cpus, _models(ctx))
+        note = (f"{count} streams need {needed_per_process} open files but one process may have {limit} here; "
+                f"ran {workers} worker processes pinned to the same single core")
+    elif needed_per_process > limit:
+        note = f"{count} streams need {needed_per_process} open files; one process may have {limit} here"
+    before = await procs.settle_rss(system.server, 1.0)
+    ramp = count / s.hold_connect_rate
+    interval = s.hold_chunk_interval_ms / 1000
+    chunks = max(2, math.ceil((ramp + 5 + 6) / interval))
+    model = system.model(f"s{chunks}x{s.hold_chunk_interval_ms}")
+    peak = {"rss_mb": 0.0}
+
+    async def on_plateau(state: dict) -> None:
+        samples = []
+        for _ in range(4):
+            samples.append(system.server.rss_mb())
+            await asyncio.sleep(0.25)
+        peak["rss_mb"] = max(samples)
+        peak["state"] = state
+
+    held = await loadgen.hold_streams(Endpoint("127.0.0.1", system.port), model, count, s.hold_connect_rate,
+                                      on_plateau, settle=5.0, timeout=chunks * interval + ramp + 60)
+    gc.collect()
+    after = await procs.settle_rss(system.server, 3.0)
+    level = {"rss_before_mb": before, "rss_holding_mb": peak["rss_mb"], "rss_after_mb": after,
+             "workers": getattr(system, "workers", 1), **held, "_system": system}
+    if note:
+        level["note"] = note
+    return level
+
+
+def _models(ctx: Context) -> list[str]:
+    """Every model name LiteLLM must know (byok routes `bench/<anything>`)."""
+    s = ctx.settings
+    names = {"bench", s.stream_model, s.burst_model}
+    for count in s.hold_counts:
+        ramp = count / s.hold_connect_rate
+        interval = s.hold_chunk_interval_ms / 1000
+        names.add(f"s{max(2, math.ceil((ramp + 5 + 6) / interval))}x{s.hold_chunk_interval_ms}")
+    return sorted(names)
+
+
+async def warm_up(system: System) -> None:
+    await loadgen.closed_loop(Endpoint("127.0.0.1", system.port), system.model("bench"), 8, 1.0, 5000)
+
+
+async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
+    s = ctx.settings
+    log(f"{system.name}: starting")
+    await system.start(ctx.upstream_port, ctx.workdir, None if system.name == "direct" else s.proxy_cpus, _models(ctx))
+    runs: dict = {"label": system.label, "throughput": [], "rates": [], "streams": [], "burst": []}
+    try:
+        if system.server is not None:
+            runs["idle_rss_mb_at_start"] = await procs.settle_rss(system.server, 1.0)
+        await warm_up(system)
+        for repeat in range(s.repeats):
+            log(f"{system.name}: repeat {repeat + 1}/{s.repeats}")
+            if "throughput" in phases:
+                runs["throughput"].append(await phase_throughput(system, ctx))
+            if "rates" in phases:
+                runs["rates"].append(await phase_rates(system, ctx))
+            if "streams" in phases:
+                runs["streams"].append(await phase_streams(system, ctx))
+            if "burst" in phases:
+                runs["burst"].append(await phase_burst(system, ctx))
+            gc.collect()
+        if system.server is not None:
+            runs["rss_after_load_mb"] = system.server.rss_mb()
+        runs["label"] = system.label
+    finally:
+        system.stop()
+    if "memory" in phases:
+        log(f"{system.name}: memory")
+        runs["memory"] = await phase_memory(lambda: make_systems([system.name], ctx_logging(ctx))[0], ctx)
+    return runs
+
+
+def ctx_logging(ctx: Context) -> bool:
+    return not any(note.startswith("proxy request logging off") for note in ctx.notes)
+
+
+async def bench_workers(ctx: Context) -> dict:
+    """byok-proxy with 1 and with 2 worker processes, neither pinned: throughput at c50."""
+    s = ctx.settings
+    results = {}
+    for count in s.workers_scaling:
+        system = Byok(workers=count, name=f"byok-{count}w", logging_requests=ctx_logging(ctx))
+        log(f"workers: {count}")
+        await system.start(ctx.upstream_port, ctx.workdir, None, _models(ctx))
+        try:
+            await warm_up(system)
+            runs = []
+            for _ in range(s.repeats):
+                runs.append(await wrk.throughput(Endpoint("127.0.0.1", system.port), system.model("bench"),
+                                                 s.throughput_concurrency, s.throughput_seconds, None))
+            results[str(count)] = runs
+        finally:
+            system.stop()
+    return results
+
+
+# ---- the whole run ------------------------------------------------------------------------
+
+ALL_PHASES = ("throughput", "rates", "streams", "burst", "translate", "memory", "workers")
+
+
+async def run(args: argparse.Namespace) -> dict:
+    settings = Settings.quick() if args.quick else Settings()
+    if args.repeats:
+        settings.repeats = args.repeats
+    phases = set(args.phases.split(",")) if args.phases else set(ALL_PHASES)
+    cpus = os.cpu_count() or 1
+    if cpus < 2:
+        settings.loadgen_cpus = settings.proxy_cpus = None
+    workdir = Path(args.workdir or (RESULTS / "tmp")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if settings.loadgen_cpus is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(cpu) for cpu in settings.loadgen_cpus.split(",")})
+    procs.raise_open_files_limit()
+    upstream_port = procs.free_port()
+    upstream = procs.spawn("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
+                           upstream_port, workdir, cpus=settings.loadgen_cpus, cwd=str(REPO))
+    ctx = Context(settings, workdir, upstream.port)
+    if args.no_request_log:
+        ctx.notes.append("proxy request logging off (logging.requests: false)")
+    results: dict = {"command": args.command_line, "machine": machine_info(), "settings": asdict(settings),
+                     "phases": sorted(phases), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "systems": {}, "notes": ctx.notes}
+    try:
+        await procs.wait_ready(upstream, None, 10)
+        names = args.systems.split(",")
+        if "litellm" in names and not args.no_install_litellm:
+            from bench.litellm_env import ensure
+            ok, message = await asyncio.to_thread(ensure)
+            if not ok:
+                ctx.notes.append(f"LiteLLM skipped: {message}")
+                names.remove("litellm")
+        for system in make_systems(names, logging_requests=not args.no_request_log):
+            try:
+                results["systems"][system.name] = await bench_system(system, ctx, phases)
+            except RuntimeError as exc:
+                system.stop()
+                ctx.notes.append(f"{system.name} skipped: {str(exc).splitlines()[0]}")
+                log(f"{system.name} failed: {exc}")
+        if "translate" in phases:
+            log("anthropic translation, in process")
+            results["translation"] = await translate.measure(settings.translate_seconds)
+        if "workers" in phases and "byok" in names:
+            results["workers"] = await bench_workers(ctx)
+    finally:
+        upstream.stop()
+    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["summary"] = report.summarize(results)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny durations (the CI smoke); numbers mean nothing")
+    parser.add_argument("--repeats", type=int, default=None, help="repeat each measurement N times (default 3)")
+    parser.add_argument("--systems", default="direct,byok,litellm", help="comma list of direct,byok,litellm")
+    parser.add_argument("--phases", default=None, help=f"comma list of {','.join(ALL_PHASES)} (default all)")
+    parser.add_argument("--out", default=str(RESULTS), help="where latest.json and latest.md go")
+    parser.add_argument("--workdir", default=None, help="configs and server logs (default bench/results/tmp)")
+    parser.add_argument("--no-install-litellm", action="store_true", help="do not create LiteLLM's venv if missing")
+    parser.add_argument("--no-request-log", action="store_true", help="run byok-proxy with logging.requests: false")
+    args = parser.parse_args(argv)
+    args.command_line = "python -m bench" + ("" if not argv else " " + " ".join(shlex.quote(a) for a in argv))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from bench.upstream import install_fast_loop
+    install_fast_loop()
+    results = asyncio.run(run(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "latest.md").write_text(report.markdown(results))
+    log(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")
+    print(report.markdown(results))
+    return 0

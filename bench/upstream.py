@@ -1,0 +1,296 @@
+"""A fast fake LLM upstream for the benchmark: OpenAI and Anthropic wire formats on one port.
+
+It is a raw asyncio protocol (no framework) so that it is never the bottleneck:
+a request costs a header scan, one small JSON decode and one write.
+
+Routes
+  POST /v1/chat/completions   OpenAI Chat Completions, `stream` true or false
+  POST /v1/messages           Anthropic Messages, `stream` true or false
+  GET  /v1/models             a one-model catalog (Anthropic's shape when the request has
+                              `anthropic-version` or `x-api-key`, else OpenAI's)
+
+The model name steers a stream: `s<chunks>x<delay_ms>` (for example `s20x20`) sends that
+many content chunks that many milliseconds apart; any other name uses the defaults given on
+the command line. Every content chunk's text is `t<monotonic_ns> `: the upstream's send time
+on the machine-wide monotonic clock, so a client on the same machine can compute exactly how
+long each chunk took to reach it, whatever translated or re-encoded it on the way.
+
+Run: python -m bench.upstream --port 9100
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+
+import orjson
+
+MODEL_PATTERN = re.compile(r"s(\d+)x(\d+)$")
+CREATED = 1_700_000_000
+NON_STREAM_TEXT = "Hello! This is the benchmark upstream answering your question in a few words."
+
+
+def stream_shape(model: str, default_chunks: int, default_delay_ms: float) -> tuple[int, float]:
+    """(chunks, seconds between chunks) for a model name."""
+    match = MODEL_PATTERN.search(model)
+    if match is None:
+        return default_chunks, default_delay_ms / 1000
+    return int(match.group(1)), int(match.group(2)) / 1000
+
+
+def stamp() -> str:
+    return f"t{time.monotonic_ns()} "
+
+
+# ---- OpenAI wire format -------------------------------------------------------------------
+
+def openai_completion(model: str) -> bytes:
+    return orjson.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": CREATED, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": NON_STREAM_TEXT},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 16, "total_tokens": 28},
+    })
+
+
+class OpenAIStream:
+    """The events of one OpenAI chat.completion.chunk stream, in order."""
+
+    def __init__(self, model: str, include_usage: bool):
+        self.prefix = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":'
+                       + str(CREATED).encode() + b',"model":' + orjson.dumps(model) + b',"choices":')
+        self.include_usage = include_usage
+
+    def opening(self) -> list[bytes]:
+        return [self.prefix + b'[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n']
+
+    def content(self, text: str) -> bytes:
+        return (self.prefix + b'[{"index":0,"delta":{"content":' + orjson.dumps(text)
+                + b'},"finish_reason":null}]}\n\n')
+
+    def closing(self, chunks: int) -> list[bytes]:
+        events = [self.prefix + b'[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n']
+        if self.include_usage:
+            usage = {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}
+            events.append(self.prefix + b'[],"usage":' + orjson.dumps(usage) + b"}\n\n")
+        events.append(b"data: [DONE]\n\n")
+        return events
+
+
+# ---- Anthropic wire format ----------------------------------------------------------------
+
+def anthropic_message(model: str) -> bytes:
+    return orjson.dumps({
+        "id": "msg_bench", "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": NON_STREAM_TEXT}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 16},
+    })
+
+
+def anthropic_event(name: str, payload: dict) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class AnthropicStream:
+    def __init__(self, model: str, include_usage: bool):
+        self.model = model
+
+    def opening(self) -> list[bytes]:
+        message = {"id": "msg_bench", "type": "message", "role": "assistant", "model": self.model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 12, "output_tokens": 1}}
+        return [anthropic_event("message_start", {"type": "message_start", "message": message}),
+                anthropic_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                        "content_block": {"type": "text", "text": ""}})]
+
+    def content(self, text: str) -> bytes:
+        return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                b'"delta":{"type":"text_delta","text":' + orjson.dumps(text) + b"}}\n\n")
+
+    def closing(self, chunks: int) -> list[bytes]:
+        return [anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                anthropic_event("message_delta", {"type": "message_delta",
+                                                  "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                                  "usage": {"output_tokens": chunks}}),
+                anthropic_event("message_stop", {"type": "message_stop"})]
+
+
+# ---- HTTP ---------------------------------------------------------------------------------
+
+def http_head(status: str, content_type: bytes, length: int | None) -> bytes:
+    framing = b"Transfer-Encoding: chunked\r\n" if length is None else b"Content-Length: %d\r\n" % length
+    return (b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: " + content_type + b"\r\n" + framing
+            + b"Connection: keep-alive\r\n\r\n")
+
+
+def http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """One client connection; requests are answered in order (a stream holds the connection)."""
+
+    def __init__(self, server: "UpstreamServer"):
+        self.server = server
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.busy = False  # a stream is being written; later requests wait in the buffer
+        self.closed = False
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server.connections += 1
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.writable.set()
+        self.server.connections -= 1
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.busy:
+            self.process()
+
+    def process(self) -> None:
+        while not self.busy and not self.closed:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = bytes(self.buffer[:head_end]).decode("latin-1")
+            request_line, _, header_text = head.partition("\r\n")
+            headers = {}
+            for line in header_text.split("\r\n"):
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0"))
+            if "chunked" in headers.get("transfer-encoding", ""):
+                self.reply(b"411 Length Required", b"text/plain", b"send a Content-Length")
+                self.transport.close()
+                return
+            end = head_end + 4 + length
+            if len(self.buffer) < end:
+                return
+            body = bytes(self.buffer[head_end + 4:end])
+            del self.buffer[:end]
+            method, _, rest = request_line.partition(" ")
+            path = rest.partition(" ")[0].partition("?")[0]
+            self.route(method, path, headers, body)
+
+    def reply(self, status: bytes, content_type: bytes, body: bytes) -> None:
+        self.server.requests += 1
+        self.transport.write(http_head(status.decode(), content_type, len(body)) + body)
+
+    def route(self, method: str, path: str, headers: dict, body: bytes) -> None:
+        if method == "GET" and path.endswith("/models"):
+            anthropic = "anthropic-version" in headers or "x-api-key" in headers
+            self.reply(b"200 OK", b"application/json", self.server.catalog(anthropic))
+            return
+        if method != "POST" or not (path.endswith("/chat/completions") or path.endswith("/messages")):
+            self.reply(b"404 Not Found", b"application/json",
+                       b'{"error":{"message":"no such route","type":"invalid_request_error"}}')
+            return
+        try:
+            request = orjson.loads(body)
+            model = str(request.get("model", "bench"))
+        except (orjson.JSONDecodeError, AttributeError):
+            self.reply(b"400 Bad Request", b"application/json",
+                       b'{"error":{"message":"body is not a JSON object","type":"invalid_request_error"}}')
+            return
+        anthropic = path.endswith("/messages")
+        if not request.get("stream"):
+            payload = anthropic_message(model) if anthropic else openai_completion(model)
+            self.reply(b"200 OK", b"application/json", payload)
+            return
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        events = (AnthropicStream if anthropic else OpenAIStream)(model, include_usage)
+        self.busy = True
+        asyncio.ensure_future(self.stream(events, *stream_shape(model, self.server.chunks, self.server.delay_ms)))
+
+    async def stream(self, events, chunks: int, delay: float) -> None:
+        self.server.requests += 1
+        self.server.streams += 1
+        try:
+            write = self.transport.write
+            write(http_head("200 OK", b"text/event-stream", None)
+                  + b"".join(http_chunk(event) for event in events.opening()) + http_chunk(events.content(stamp())))
+            start = time.monotonic()
+            for index in range(1, chunks):
+                if delay:
+                    # Chunk i is due at start + i*delay: no drift accumulates over a long stream.
+                    await asyncio.sleep(max(0.0, start + index * delay - time.monotonic()))
+                if not self.writable.is_set():
+                    await self.writable.wait()
+                if self.closed:
+                    return
+                write(http_chunk(events.content(stamp())))
+            write(b"".join(http_chunk(event) for event in events.closing(chunks)) + b"0\r\n\r\n")
+        finally:
+            self.server.streams -= 1
+            self.busy = False
+        if self.buffer and not self.closed:
+            self.process()
+
+
+class UpstreamServer:
+    def __init__(self, chunks: int = 20, delay_ms: float = 20.0):
+        self.chunks = chunks
+        self.delay_ms = delay_ms
+        self.requests = 0
+        self.streams = 0
+        self.connections = 0
+        self._catalogs = {
+            False: orjson.dumps({"object": "list", "data": [
+                {"id": "bench", "object": "model", "created": CREATED, "owned_by": "bench", "context_length": 128000}]}),
+            True: orjson.dumps({"data": [{"type": "model", "id": "bench", "display_name": "bench",
+                                          "created_at": "2025-01-01T00:00:00Z", "max_input_tokens": 200000}],
+                                "has_more": False, "first_id": "bench", "last_id": "bench"}),
+        }
+
+    def catalog(self, anthropic: bool) -> bytes:
+        return self._catalogs[anthropic]
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, backlog: int = 16384) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(lambda: UpstreamProtocol(self), host, port, backlog=backlog, reuse_address=True)
+
+
+def install_fast_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def serve(port: int, chunks: int, delay_ms: float) -> None:
+    server = await UpstreamServer(chunks, delay_ms).start("127.0.0.1", port)
+    print(f"bench upstream on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream when the model does not say")
+    parser.add_argument("--delay-ms", type=float, default=20.0, help="milliseconds between chunks when the model does not say")
+    args = parser.parse_args()
+    install_fast_loop()
+    try:
+        asyncio.run(serve(args.port, args.chunks, args.delay_ms))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
