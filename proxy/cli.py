@@ -42,13 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     encrypt = commands.add_parser("encrypt", help="encrypt a secret read from stdin; prints enc:<token>")
     encrypt.add_argument("--key-file", default=None, help="master key file (default: $BYOK_MASTER_KEY)")
+
+    rotate = commands.add_parser("rotate", help="re-encrypt the config's enc: values under the newest master key")
+    rotate.add_argument("-c", "--config", default=None)
+    rotate.add_argument("-o", "--output", default=None,
+                        help="write the result here ('-' for stdout) instead of replacing the config file")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"serve": cmd_serve, "validate": cmd_validate, "check": cmd_check,
-               "keygen": cmd_keygen, "encrypt": cmd_encrypt}[args.command]
+               "keygen": cmd_keygen, "encrypt": cmd_encrypt, "rotate": cmd_rotate}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -87,17 +92,56 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_encrypt(args: argparse.Namespace) -> int:
-    plaintext = sys.stdin.read()
-    if plaintext.endswith("\n"):
-        plaintext = plaintext[:-1]
-        if plaintext.endswith("\r"):
-            plaintext = plaintext[:-1]
     try:
         keyring = Keyring.from_sources(os.environ.get("BYOK_MASTER_KEY"), args.key_file)
+        keyring.check()
+        plaintext = _read_secret()
         print(keyring.encrypt(plaintext))
     except SecretError as exc:
         print(f"byok-proxy encrypt: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def _read_secret() -> str:
+    """The secret from stdin (never argv, which other users can see in `ps`): one trailing newline dropped."""
+    if sys.stdin is None:
+        raise SecretError("pipe the secret on stdin")
+    if sys.stdin.isatty():
+        import getpass
+        return getpass.getpass("secret (not echoed): ")
+    try:
+        plaintext = sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise SecretError("the secret on stdin is not UTF-8 text") from None
+    if plaintext.endswith("\n"):
+        plaintext = plaintext[:-1]
+        if plaintext.endswith("\r"):
+            plaintext = plaintext[:-1]
+    if not plaintext:
+        raise SecretError("stdin was empty: pipe the secret in, e.g. `printf %s \"$KEY\" | byok-proxy encrypt`")
+    return plaintext
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from proxy import rotate
+    path = args.config or default_config_path()
+    try:
+        text = rotate.read_config_text(path)
+        result = rotate.rotate_text(text, rotate.keyring_for(text, os.environ))
+        if args.output == "-":
+            sys.stdout.write(result.text)
+        else:
+            rotate.write_atomically(args.output or path, result.text, mode_of=path)
+    except rotate.RotationError as exc:
+        print(f"byok-proxy rotate: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"byok-proxy rotate: cannot write {exc.filename or args.output or path}: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{path}: re-encrypted {len(result.rotated)} enc: value(s) under the newest key; "
+          f"{len(result.current)} already current", file=sys.stderr)
     return EXIT_OK
 
 
@@ -127,6 +171,8 @@ def _install_fast_loop() -> None:
 
 async def _serve(config: Config, host: str, port: int) -> int:
     from proxy.chain import PluginLoadError
+    from proxy.lifecycle import drain
+    from proxy.reload import Reloader
     from proxy.server import ProxyApp, start_site
     from proxy.services import Services
     services = Services.create(config)
@@ -147,8 +193,11 @@ async def _serve(config: Config, host: str, port: int) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _begin_drain, services, stop)
+    reloader = Reloader(proxy_app)
+    reloader.start()  # SIGHUP and config file changes
     await stop.wait()
-    await runner.cleanup()  # stops listening, lets in-flight requests finish within shutdown_grace
+    await reloader.stop()
+    await drain(runner, proxy_app)  # stop listening, in-flight requests finish within shutdown_grace, exit 0
     return EXIT_OK
 
 

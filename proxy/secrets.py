@@ -138,6 +138,9 @@ class Keyring:
                     keys.extend(_split_keys(handle.read()))
             except OSError as exc:
                 raise SecretError(f"cannot read master key file {key_file}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise SecretError(f"master key file {key_file} is not text (expected keys from "
+                                  f"`byok-proxy keygen`, one per line)") from None
         for key in keys:
             remember(key)
         return cls(keys)
@@ -151,12 +154,19 @@ class Keyring:
         except (ValueError, TypeError):
             raise SecretError("the master key is malformed (expected the output of `byok-proxy keygen`)") from None
 
+    def check(self) -> None:
+        """Raise SecretError unless there is at least one key and every key is well-formed."""
+        self._fernet()
+
     def decrypt(self, token: str) -> str:
         from cryptography.fernet import InvalidToken
+        fernet = self._fernet()
         try:
-            return self._fernet().decrypt(token.encode()).decode("utf-8")
+            return fernet.decrypt(token.strip().encode("utf-8", "replace")).decode("utf-8")
         except InvalidToken:
             raise SecretError("cannot decrypt enc: value: wrong master key or damaged token") from None
+        except UnicodeError:
+            raise SecretError("the enc: value decrypts to bytes that are not UTF-8 text") from None
 
     def encrypt(self, plaintext: str) -> str:
         return ENC_PREFIX + self._fernet().encrypt(plaintext.encode()).decode()
