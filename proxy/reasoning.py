@@ -224,9 +224,9 @@ def rewrite_request(body: dict[str, Any], upstream: UpstreamConfig, alias: Alias
     elif dialect == "binary":
         if not reasoning.asks_for_nothing:
             out["thinking"] = {"type": "enabled" if reasoning.asks_for_thinking else "disabled"}
-    elif dialect == "budget":
+    elif dialect == "budget" and not reasoning.asks_for_nothing:
         _write_budget(out, reasoning, budgets, alias, settings)
-    elif dialect == "adaptive":
+    elif dialect == "adaptive" and not reasoning.asks_for_nothing:
         _write_adaptive(out, reasoning, budgets)
     return out
 
@@ -266,7 +266,10 @@ def _write_openrouter(out: dict[str, Any], reasoning: Reasoning, client_block: A
 
 
 def _thinking_allowed(out: dict[str, Any], reasoning: Reasoning) -> bool:
-    """Anthropic refuses thinking with a forced tool choice; the client's tool_choice wins."""
+    """Whether to turn Anthropic thinking on. Called once a level or budget was asked, so any
+    `thinking` the client sent natively is replaced either way. Anthropic refuses thinking with
+    a forced tool choice; the client's explicit tool_choice wins."""
+    out.pop("thinking", None)
     if not reasoning.asks_for_thinking:
         return False
     choice = out.get("tool_choice")
@@ -275,7 +278,6 @@ def _thinking_allowed(out: dict[str, Any], reasoning: Reasoning) -> bool:
 
 def _write_budget(out: dict[str, Any], reasoning: Reasoning, budgets: Mapping[str, int],
                   alias: AliasConfig | None, settings: ModelSettings | None) -> None:
-    out.pop("thinking", None)
     if not _thinking_allowed(out, reasoning):
         return
     budget = reasoning.budget_tokens or budgets.get(reasoning.level or "", 0) or budgets.get(DEFAULT_ON_LEVEL, 0)
@@ -289,7 +291,6 @@ def _write_budget(out: dict[str, Any], reasoning: Reasoning, budgets: Mapping[st
 
 
 def _write_adaptive(out: dict[str, Any], reasoning: Reasoning, budgets: Mapping[str, int]) -> None:
-    out.pop("thinking", None)
     if not _thinking_allowed(out, reasoning):
         return
     level = _level_of(reasoning, budgets) or DEFAULT_ON_LEVEL
@@ -301,9 +302,13 @@ def _write_adaptive(out: dict[str, Any], reasoning: Reasoning, budgets: Mapping[
 
 
 def _max_tokens(body: Mapping[str, Any], alias: AliasConfig | None, settings: ModelSettings | None) -> int | None:
-    for value in (body.get("max_completion_tokens"), body.get("max_tokens")):
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
+        return value
     if alias is not None and alias.max_tokens:
         return alias.max_tokens
     if settings is not None and settings.max_tokens:

@@ -271,3 +271,22 @@ def test_normalize_payload_reads_reasoning_details_text():
 ])
 def test_normalize_payload_returns_the_same_bytes_when_nothing_changes(payload):
     assert reasoning.normalize_payload(payload) is payload
+
+
+def test_exclude_alone_leaves_a_native_anthropic_thinking_untouched():
+    body = {"messages": MESSAGES, "reasoning": {"exclude": True},
+            "thinking": {"type": "enabled", "budget_tokens": 2000}, "max_tokens": 5000}
+    out = rewrite(body, upstream("anthropic", "anthropic"))
+    assert out == {"messages": MESSAGES, "thinking": {"type": "enabled", "budget_tokens": 2000}, "max_tokens": 5000}
+
+
+def test_a_level_replaces_a_native_anthropic_thinking():
+    body = {"messages": MESSAGES, "reasoning_effort": "none", "thinking": {"type": "enabled", "budget_tokens": 2000}}
+    assert rewrite(body, upstream("anthropic", "anthropic")) == {"messages": MESSAGES}
+
+
+@pytest.mark.parametrize("field,value", [("max_tokens", "many"), ("max_completion_tokens", 0), ("max_tokens", True)])
+def test_a_malformed_max_tokens_is_refused_not_overwritten(field, value):
+    with pytest.raises(InvalidRequest) as caught:
+        rewrite({"messages": MESSAGES, "reasoning_effort": "low", field: value}, upstream("anthropic", "anthropic"))
+    assert caught.value.param == field
