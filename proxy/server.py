@@ -8,6 +8,7 @@ an error can only be one `data: {"error": ...}` event, then the end.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import re
@@ -184,9 +185,13 @@ class ProxyApp:
         presented = _presented_key(request)
         if presented is None:
             raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
+        # Digests of equal length, compared against every key: timing reveals neither which key
+        # is close nor how long the keys are. surrogateescape: a header with invalid UTF-8 is a
+        # wrong key (401), not a crash.
+        offered = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
         matched = False
-        for key in keys:  # compare against every key so timing does not reveal which one is close
-            matched |= hmac.compare_digest(presented.encode(), key.reveal().encode())
+        for key in keys:
+            matched |= hmac.compare_digest(offered, hashlib.sha256(key.reveal().encode()).digest())
         if not matched:
             raise AuthenticationFailed("invalid API key for this proxy")
 
