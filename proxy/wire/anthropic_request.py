@@ -234,13 +234,14 @@ def _thinking(body: Mapping[str, Any], tool_choice: Mapping[str, Any] | None) ->
 
 
 def _pending_tool_turn_lacks_thinking(messages: Any) -> bool:
-    if not isinstance(messages, list) or not messages:
-        return False
-    if not isinstance(messages[-1], Mapping) or messages[-1].get("role") != "tool":
-        return False
-    for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "assistant":
-            return not thinking_blocks_of(message)
+    """Whether the conversation ends in tool results (perhaps followed by user text, which joins
+    their turn) answering an assistant turn that carries no signed thinking."""
+    answered_tools = False
+    for message in reversed(messages if isinstance(messages, list) else ()):
+        role = message.get("role") if isinstance(message, Mapping) else None
+        if role == "assistant":
+            return answered_tools and not thinking_blocks_of(message)
+        answered_tools = answered_tools or role == "tool"
     return False
 
 
