@@ -21,7 +21,7 @@ import aiohttp
 
 from proxy import jsonutil
 from proxy.config import Config, ConfigError, UpstreamConfig, load_config
-from proxy.diagnose import Diagnosis, classify_exception, classify_http, not_sse
+from proxy.diagnose import Diagnosis, classify_exception, classify_http, diagnose_discovery, not_sse
 from proxy.discovery import DiscoveryError, auth_headers, discover
 from proxy.secrets import redact
 
@@ -114,8 +114,7 @@ async def check_upstream(session: aiohttp.ClientSession, config: Config, upstrea
         found = await discover(session, upstream, config.health.timeout, empty_retry_delays=())
     except DiscoveryError as exc:
         report.catalog_url = exc.url
-        report.catalog_error = _diagnose(exc.status, exc.body, exc.headers, exc.cause, url=exc.url,
-                                         upstream=upstream, timeout=config.health.timeout)
+        report.catalog_error = diagnose_discovery(exc, upstream, config.health.timeout)
     else:
         report.catalog_url, report.latency_ms, report.models = found.url, round(found.latency * 1000, 1), len(found.models)
         known = [model.id for model in found.models]
@@ -170,8 +169,8 @@ async def _probe_once(session: aiohttp.ClientSession, upstream: UpstreamConfig, 
 async def _read_answer(response: aiohttp.ClientResponse, upstream: UpstreamConfig, url: str, model: str,
                        known: list[str]) -> Diagnosis | None:
     if response.status >= 400:
-        return _diagnose(response.status, await response.content.read(MAX_PROBE_BYTES), response.headers, None,
-                         url=url, upstream=upstream, timeout=0, model=model, known=known)
+        return _classify(response.status, await response.content.read(MAX_PROBE_BYTES), response.headers,
+                         url=url, upstream=upstream, model=model, known=known)
     content_type = response.headers.get("Content-Type", "")
     if upstream.streaming and "text/event-stream" not in content_type.lower():
         return not_sse(content_type, url)
@@ -185,8 +184,7 @@ async def _read_answer(response: aiohttp.ClientResponse, upstream: UpstreamConfi
                                  upstream=upstream.name)
     if isinstance(payload, dict) and ("error" in payload or payload.get("type") == "error"):
         # an error sent with status 200: OpenRouter and Anthropic report some failures inside the stream
-        return _diagnose(400, first, response.headers, None, url=url, upstream=upstream, timeout=0,
-                         model=model, known=known)
+        return _classify(400, first, response.headers, url=url, upstream=upstream, model=model, known=known)
     return None
 
 
@@ -205,13 +203,10 @@ async def _first_payload(response: aiohttp.ClientResponse) -> bytes:
     return b""
 
 
-def _diagnose(status: int | None, body: bytes, headers: Any, cause: BaseException | None, *, url: str,
-              upstream: UpstreamConfig, timeout: float, model: str | None = None,
-              known: list[str] | None = None) -> Diagnosis:
-    if status is None:
-        return classify_exception(cause, url=url, upstream=upstream.name, timeout=timeout)
+def _classify(status: int, body: bytes, headers: Any, *, url: str, upstream: UpstreamConfig, model: str,
+              known: list[str]) -> Diagnosis:
     return classify_http(status, body, headers or {}, url=url, base_url=upstream.base_url or "",
-                         upstream=upstream.name, model=model, known_models=known or ())
+                         upstream=upstream.name, model=model, known_models=known)
 
 
 # ---- output ------------------------------------------------------------------------------------

@@ -13,13 +13,17 @@ import difflib
 import errno
 import ssl
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from proxy import jsonutil
 from proxy.secrets import redact
+
+if TYPE_CHECKING:
+    from proxy.config import UpstreamConfig
+    from proxy.discovery import DiscoveryError
 
 # The classes, in the words the table prints.
 INVALID_KEY = "invalid_key"
@@ -234,6 +238,14 @@ def _refused(exc: aiohttp.ClientConnectorError) -> bool:
 def _is_certificate_error(exc: BaseException | None) -> bool:
     cause = getattr(exc, "os_error", None) or getattr(exc, "__cause__", None)
     return isinstance(cause, ssl.SSLCertVerificationError)
+
+
+def diagnose_discovery(exc: "DiscoveryError", upstream: "UpstreamConfig", timeout: float) -> Diagnosis:
+    """A failed model-list fetch, classified (the health check's last_error, check's catalog row)."""
+    if exc.status is None:
+        return classify_exception(exc.cause, url=exc.url, upstream=upstream.name, timeout=timeout)
+    return classify_http(exc.status, exc.body, exc.headers, url=exc.url, base_url=upstream.base_url or "",
+                         upstream=upstream.name)
 
 
 def not_sse(content_type: str, url: str) -> Diagnosis:

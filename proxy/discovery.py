@@ -19,6 +19,7 @@ Nothing here knows about the config's overrides; the catalog applies those.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -224,15 +225,10 @@ def ollama_show_details(entry: DiscoveredModel, payload: Any) -> DiscoveredModel
     if isinstance(info, dict):
         context = next((v for k, v in info.items() if k.endswith(".context_length") and isinstance(v, int)), None)
     if capabilities is None:
-        return entry if context is None else _replace(entry, context_window=context)
-    return _replace(entry, context_window=context or entry.context_window,
+        return entry if context is None else dataclasses.replace(entry, context_window=context)
+    return dataclasses.replace(entry, context_window=context or entry.context_window,
                     vision="vision" in capabilities, tools="tools" in capabilities,
                     thinking="thinking" in capabilities)
-
-
-def _replace(model: DiscoveredModel, **changes: Any) -> DiscoveredModel:
-    import dataclasses
-    return dataclasses.replace(model, **changes)
 
 
 # ---- fetching ---------------------------------------------------------------------------------
@@ -293,10 +289,12 @@ async def _list(session: aiohttp.ClientSession, upstream: UpstreamConfig, url: s
 
 
 async def _anthropic_pages(session: aiohttp.ClientSession, upstream: UpstreamConfig, timeout: float) -> Discovery:
+    """Every page of Anthropic's list. Paging follows the wire adapter (`after_id` = `last_id`);
+    entries are read here, since capabilities and effort levels are catalog metadata."""
+    from proxy.wire.anthropic import next_page_params
     url = upstream.base_url + "/models"
-    params = {"limit": str(ANTHROPIC_PAGE_LIMIT)}
     started = time.monotonic()
-    payload = await get_json(session, url, auth_headers(upstream), timeout, params)
+    payload = await get_json(session, url, auth_headers(upstream), timeout, {"limit": str(ANTHROPIC_PAGE_LIMIT)})
     latency = time.monotonic() - started
     models: list[DiscoveredModel] = []
     for _ in range(MAX_PAGES):
@@ -304,10 +302,10 @@ async def _anthropic_pages(session: aiohttp.ClientSession, upstream: UpstreamCon
             models.extend(parse_models(payload, upstream.kind))
         except ValueError as exc:
             raise DiscoveryError(f"{url}: {exc}", url=url, status=200) from None
-        last_id = payload.get("last_id")
-        if not payload.get("has_more") or not isinstance(last_id, str):
+        params = next_page_params(payload, ANTHROPIC_PAGE_LIMIT)
+        if params is None:
             break
-        payload = await get_json(session, url, auth_headers(upstream), timeout, {**params, "after_id": last_id})
+        payload = await get_json(session, url, auth_headers(upstream), timeout, params)
     return Discovery(tuple(models), latency, url)
 
 

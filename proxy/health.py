@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from proxy.catalog import Catalog
 from proxy.config import Config, UpstreamConfig
+from proxy.diagnose import diagnose_discovery
 from proxy.discovery import DiscoveryError
 from proxy.secrets import redact
 
@@ -107,7 +108,9 @@ class HealthMonitor:
         try:
             result = await self._catalog.refresh(name, timeout=settings.timeout)
         except DiscoveryError as exc:
-            state = UpstreamHealth(name, UNREACHABLE, _ms(time.monotonic() - started), redact(str(exc)), _now())
+            upstream = self._config.upstreams.get(name)
+            problem = diagnose_discovery(exc, upstream, settings.timeout).summary if upstream else str(exc)
+            state = UpstreamHealth(name, UNREACHABLE, _ms(time.monotonic() - started), redact(problem), _now())
         else:
             status = DEGRADED if result.latency > settings.degraded_after else OK
             error = None if status == OK else f"the model list took {result.latency:.1f} s " \
