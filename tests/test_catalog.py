@@ -195,6 +195,20 @@ async def test_a_bare_model_id_one_upstream_discovered_routes_there(upstream, pr
     await client.close()
     assert answer.model == "gpt-4o-mini"
     assert upstream.seen_paths("POST") == ["/v1/chat/completions"]
+    # a discovered model is a known metrics label, not folded into "other"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy.url + "/metrics") as response:
+            exposition = await response.text()
+    assert 'byok_requests_total{model="gpt-4o-mini",status="200",upstream="oai"} 1.0' in exposition
+
+
+async def test_discover_models_false_keeps_the_catalog_to_declared_models_but_still_checks_health(upstream, proxy_factory):
+    upstream.on("GET", "/v1/models", Reply(body=fx.OPENAI))
+    proxy = await proxy_factory(upstream_config("oai", upstream.url + "/v1", """    discover_models: false
+    models: {only-this: {}}"""))
+    await discovered(proxy, "oai")
+    assert proxy.app.services.health.status("oai") == "ok"
+    assert set(await listed(proxy)) == {"oai/only-this"}
 
 
 async def test_models_endpoint_answers_at_once_while_a_catalog_fetch_hangs(upstream, proxy_factory):

@@ -170,3 +170,22 @@ async def test_a_reload_checks_a_new_upstream_at_once(proxy_factory):
         assert entry["models"] == 1
     finally:
         await upstream.close()
+
+
+async def test_with_health_checks_off_the_catalog_is_still_discovered_once(proxy_factory):
+    upstream = await ScriptedUpstream().on("GET", "/v1/models", Reply(body=fx.VLLM)).start()
+    try:
+        proxy = await proxy_factory(f"""
+upstreams:
+  gpu: {{base_url: "{upstream.url}/v1", kind: vllm}}
+health: {{enabled: false, interval: 0.05}}
+""")
+        deadline = time.monotonic() + 5
+        while not proxy.app.services.catalog.discovered("gpu") and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # several intervals: no further fetch may happen
+        assert proxy.app.services.catalog.discovered("gpu") == {"Qwen/Qwen3-8B"}
+        assert upstream.seen_paths() == ["/v1/models"]
+        assert (await upstreams(proxy))["gpu"]["status"] == "unknown"
+    finally:
+        await upstream.close()
