@@ -89,6 +89,27 @@ async def test_an_anthropic_upstream_is_probed_on_messages_with_its_own_headers(
     assert sent.headers["x-api-key"] == KEY and sent.headers["anthropic-version"] == "2023-06-01"
 
 
+async def test_a_missing_model_list_is_only_a_warning_when_the_probe_works(upstream):
+    upstream.on("POST", "/v1/chat/completions", SSE_OK)  # a gateway without GET /models
+    report = await check(config_for(upstream.url + "/v1"))
+    assert report.status == "warning" and report.catalog_error.problem == diagnose.BASE_URL
+    assert [probe.ok for probe in report.probes] == [True]
+
+
+async def test_a_model_that_only_takes_max_completion_tokens_is_probed_again_with_it(upstream):
+    def answer(seen) -> Reply:
+        if "max_tokens" in json.loads(seen.body):
+            return Reply(status=400, body=openai_error(
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.", code="unsupported_parameter"))
+        return SSE_OK
+    upstream.on("GET", "/v1/models", Reply(body=fx.OPENAI)).on("POST", "/v1/chat/completions", answer)
+    report = await check(config_for(upstream.url + "/v1", "{o4-mini: {}}"))
+    assert report.status == "ok"
+    sent = [json.loads(seen.body) for seen in upstream.seen if seen.method == "POST"]
+    assert [("max_tokens" in body, body.get("max_completion_tokens")) for body in sent] == [(True, None), (False, 1)]
+
+
 # ---- keys, permission, billing: the provider's words decide ------------------------------------
 
 async def test_invalid_key(upstream):
