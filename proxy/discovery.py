@@ -360,9 +360,16 @@ async def _request_json(session: aiohttp.ClientSession, method: str, url: str, h
     if data is not None:
         request_headers["Content-Type"] = "application/json"
     try:
+        # Redirects are not followed: aiohttp drops only Authorization on a cross-origin hop, so
+        # x-api-key and configured headers would travel to wherever the Location points.
         async with session.request(method, url, headers=request_headers, params=params, data=data,
-                                   timeout=client_timeout, allow_redirects=True) as response:
+                                   timeout=client_timeout, allow_redirects=False) as response:
             raw = await response.read()
+            if 300 <= response.status < 400:
+                location = response.headers.get("Location", "elsewhere")
+                raise DiscoveryError(f"{url} answered HTTP {response.status} redirecting to {location}; set base_url "
+                                     f"to the final address (keys are never sent after a redirect)",
+                                     url=url, status=response.status, body=b"", headers=response.headers)
             if response.status >= 400:
                 said = provider_message(raw)
                 raise DiscoveryError(f"{url} answered HTTP {response.status}" + (f": {said}" if said else ""),
