@@ -158,7 +158,8 @@ async def _probe_once(session: aiohttp.ClientSession, upstream: UpstreamConfig, 
     limit = upstream.timeout.connect + upstream.timeout.first_byte
     started = time.monotonic()
     try:
-        async with session.post(url, data=jsonutil.dumps(body), headers=headers,
+        # allow_redirects=False: a redirect would carry x-api-key and configured headers to another host.
+        async with session.post(url, data=jsonutil.dumps(body), headers=headers, allow_redirects=False,
                                 timeout=aiohttp.ClientTimeout(total=limit)) as response:
             diagnosis = await _read_answer(response, upstream, url, model, known)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

@@ -55,6 +55,8 @@ class ProxyApp:
         if self.services.catalog is not None:
             await self.services.catalog.close()
         await self.runtime.close()
+        if self.services.limiters is not None:
+            await self.services.limiters.close()  # hands back Redis leases still being released
 
     async def swap(self, config: Config) -> Runtime:
         """Install a new config generation; the old one is closed once its requests finish."""
@@ -316,7 +318,8 @@ async def envelope_errors(request: web.Request, handler):
         return _error_response(ProxyError("internal error in byok-proxy", code="internal_error"), "")
 
 
-async def start_site(proxy_app: ProxyApp, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_site(proxy_app: ProxyApp, host: str, port: int,
+                     reuse_port: bool = False) -> tuple[web.AppRunner, int]:
     """Start serving; returns the runner and the bound port (useful with port 0).
 
     handler_cancellation: a client that disconnects cancels its handler, which
@@ -326,7 +329,8 @@ async def start_site(proxy_app: ProxyApp, host: str, port: int) -> tuple[web.App
     runner = web.AppRunner(proxy_app.build(), handler_cancellation=True, access_log=None,
                            shutdown_timeout=proxy_app.config.shutdown_grace)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=min(limits.max_connections, 4096), reuse_address=True)
+    site = web.TCPSite(runner, host, port, backlog=min(limits.max_connections, 4096), reuse_address=True,
+                       reuse_port=reuse_port)  # reuse_port: --workers (proxy/workers.py)
     await site.start()
     bound_port = runner.addresses[0][1] if runner.addresses else port
     return runner, bound_port
