@@ -340,3 +340,15 @@ async def test_the_anthropic_model_list_feeds_the_catalog_with_context_windows(u
     assert {"claude/claude-opus-4-8", "claude/claude-haiku-4-5", f"claude/{MODEL}", "main"} <= set(ids)
     assert ids["claude/claude-opus-4-8"].model_extra["context_window"] == 1000000
     assert ids["claude/claude-opus-4-8"].owned_by == "claude"
+
+
+async def test_a_non_streaming_upstream_replays_the_answer_as_a_stream_thinking_included(upstream, proxy_factory):
+    proxy = await proxy_factory(config(upstream, "streaming: false"))
+    upstream.script(Reply(blocks=[thinking("Look it up."), tool_use("get_weather", {"city": "Lima"})]))
+    answer = await complete(client_for(proxy), True, tools=[WEATHER], reasoning_effort="low",
+                            messages=[{"role": "user", "content": "Lima?"}])
+    assert "stream" not in sent(upstream).body
+    assert answer["message"]["thinking_blocks"] == [{"type": "thinking", "thinking": "Look it up.",
+                                                     "signature": rules.sign("Look it up.")}]
+    assert json.loads(answer["message"]["tool_calls"][0]["function"]["arguments"]) == {"city": "Lima"}
+    assert answer["finish_reason"] == "tool_calls"

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from proxy import jsonutil
 from proxy.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
 from proxy.exchange import ProxyRequest, Target
+from proxy.wire.openai import parse_retry_after
 
 FINISH_REASONS: Mapping[str, str] = {
     "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
@@ -153,16 +154,8 @@ def make_error(upstream: str, status: int, anthropic_type: str | None, message: 
                                            f"Check api_key for upstream '{upstream}'.")
     openai_type, code = _OPENAI_ERROR.get(anthropic_type or "", (anthropic_type or "upstream_error", None))
     body = {"message": message, "type": openai_type, "code": code, "param": None}
-    error = UpstreamHTTPError(upstream, status, message, upstream_body=body,
-                              retry_after=_retry_after(headers))
+    retry_after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
+    error = UpstreamHTTPError(upstream, status, message, upstream_body=body, retry_after=retry_after)
     if status == OVERLOADED_STATUS or anthropic_type == "overloaded_error":
         error.status = 503  # Anthropic's 529 is "overloaded, try later": HTTP's 503
     return error
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None

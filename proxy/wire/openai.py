@@ -180,7 +180,7 @@ def completion_to_events(completion: dict[str, Any], include_usage: bool) -> lis
         index = choice.get("index", 0)
         message = choice.get("message") or {}
         events.append(chunk_event(completion_id, model, created, {"role": "assistant", "content": ""}, index=index))
-        for field in ("reasoning_content", "content", "refusal"):
+        for field in ("reasoning_content", "thinking_blocks", "content", "refusal"):
             if message.get(field):
                 events.append(chunk_event(completion_id, model, created, {field: message[field]}, index=index))
         tool_calls = [{"index": position, **call} for position, call in enumerate(message.get("tool_calls") or [])]
