@@ -23,6 +23,7 @@ from proxy import jsonutil, validation
 from proxy.config import Config
 from proxy.errors import AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, sse_error_bytes
 from proxy.exchange import ProxyRequest, ProxyResponse
+from proxy.http_guard import GuardedRunner
 from proxy.logs import record_refusal
 from proxy.runtime import Runtime
 from proxy.secrets import redact
@@ -247,9 +248,16 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# What a forwarded path (already percent-decoded once by aiohttp) may contain: RFC 3986 path
+# characters without '%', so nothing decodes a second time upstream, and no '?', '#', '\\',
+# whitespace, control or non-ASCII characters that could change the URL it is pasted into.
+_FORWARDABLE_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@/-]+")
+
+
 def _check_path(path: str) -> None:
+    """Forwarded paths stay under the upstream's base path: no dot segments, encoded or not."""
     segments = path.split("/")
-    if any(segment in ("", ".", "..") for segment in segments) or "\\" in path or "%" in path:
+    if not _FORWARDABLE_PATH.fullmatch(path) or any(segment in ("", ".", "..") for segment in segments):
         raise NotFound(f"no such endpoint: /v1/{path}")
 
 
@@ -326,8 +334,8 @@ async def start_site(proxy_app: ProxyApp, host: str, port: int,
     closes the upstream request and frees its slot at once.
     """
     limits = proxy_app.config.limits
-    runner = web.AppRunner(proxy_app.build(), handler_cancellation=True, access_log=None,
-                           shutdown_timeout=proxy_app.config.shutdown_grace)
+    runner = GuardedRunner(proxy_app.build(), limits=lambda: proxy_app.config.limits, handler_cancellation=True,
+                           access_log=None, shutdown_timeout=proxy_app.config.shutdown_grace)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=min(limits.max_connections, 4096), reuse_address=True,
                        reuse_port=reuse_port)  # reuse_port: --workers (proxy/workers.py)
