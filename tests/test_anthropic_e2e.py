@@ -203,6 +203,8 @@ async def test_thinking_comes_back_as_reasoning_content_and_signed_thinking_bloc
                       "signature": rules.sign("First, consider the sky.")}
     assert hidden["type"] == "redacted_thinking" and hidden["data"]
     assert sent(upstream).body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    if stream:  # usage the proxy asked for (for its metrics) does not reach a client that did not ask
+        assert all(chunk.choices for chunk in answer["chunks"])
 
 
 @pytest.mark.parametrize("stream", [False, True])

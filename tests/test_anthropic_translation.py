@@ -2,7 +2,7 @@
 and each rule checked against the Messages API's own refusals (tests/upstreams/anthropic_rules)."""
 import pytest
 
-from proxy.config import ModelSettings, UpstreamConfig
+from proxy.config import AliasConfig, ModelSettings, UpstreamConfig
 from proxy.errors import InvalidRequest
 from proxy.exchange import Target
 from proxy.secrets import Secret
@@ -145,6 +145,9 @@ def test_max_tokens_comes_from_the_request_then_the_model_config_then_the_defaul
     assert encode({"messages": [USER], "max_tokens": 77, "max_completion_tokens": 55})["max_tokens"] == 55
     configured = Target(upstream=UPSTREAM, model="claude-sonnet-4-6", model_config=ModelSettings(max_tokens=2000))
     assert encode({"messages": [USER]}, target=configured)["max_tokens"] == 2000
+    aliased = Target(upstream=UPSTREAM, model="claude-sonnet-4-6", model_config=ModelSettings(max_tokens=2000),
+                     alias_config=AliasConfig(targets=("claude/claude-sonnet-4-6",), max_tokens=3000))
+    assert encode({"messages": [USER]}, target=aliased)["max_tokens"] == 3000
     assert encode({"messages": [USER]})["max_tokens"] == DEFAULT_MAX_TOKENS == 4096
     with pytest.raises(InvalidRequest, match="positive integer"):
         encode({"messages": [USER], "max_tokens": 0})

@@ -1,7 +1,8 @@
 """Anthropic Messages API upstreams (`format: anthropic`).
 
 The adapter the transport calls; the work lives next to it:
-  anthropic_request.py   OpenAI chat request -> Messages request
+  anthropic_request.py   OpenAI chat request -> Messages request (parameters)
+  anthropic_messages.py  OpenAI messages -> Messages turns and content blocks
   anthropic_response.py  a whole message, usage, stop reasons and errors -> OpenAI shapes
   anthropic_stream.py    Messages SSE -> chat.completion.chunk events, event by event
 The transport posts `encode_chat`'s body to `{base_url}/messages` (the base ends in

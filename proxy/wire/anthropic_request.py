@@ -102,7 +102,7 @@ def _max_tokens(body: Mapping[str, Any], target: Target) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
         return value
-    for configured in (target.model_config, target.alias_config):
+    for configured in (target.alias_config, target.model_config):  # the same order the reasoning middleware uses
         if configured is not None and configured.max_tokens:
             return configured.max_tokens
     return DEFAULT_MAX_TOKENS
