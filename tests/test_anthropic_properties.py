@@ -113,6 +113,8 @@ def _tool_exchange(draw, signed: bool):
 @st.composite
 def chat_requests(draw):
     messages = draw(st.lists(_system, max_size=2))
+    if draw(st.booleans()):
+        messages.append({"role": "assistant", "content": draw(_text)})  # an app's opening greeting
     for _ in range(draw(st.integers(0, 3))):
         messages.append(draw(_user))
         if draw(st.booleans()):

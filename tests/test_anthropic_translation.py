@@ -262,6 +262,12 @@ def test_parameters_whose_answer_anthropic_cannot_give_are_refused(extra, param)
     assert caught.value.status == 400 and caught.value.param == param
 
 
+def test_a_conversation_opening_with_an_assistant_greeting_gets_a_placeholder_user_turn():
+    native = encode({"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "Ahoy!"}, USER]})
+    assert native["messages"] == [{"role": "user", "content": "(conversation start)"},
+                                  {"role": "assistant", "content": "Ahoy!"}, USER]
+
+
 def test_a_prefill_loses_trailing_whitespace_and_stream_is_set_when_streaming():
     native = encode({"messages": [USER, {"role": "assistant", "content": "The answer is "}]}, stream=True)
     assert native["messages"][-1] == {"role": "assistant", "content": "The answer is"}

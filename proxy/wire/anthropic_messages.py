@@ -17,6 +17,7 @@ IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/we
 _TOOL_ID_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)$", re.DOTALL)
 _THINKING_TYPES = ("thinking", "redacted_thinking")
+OPENING_PLACEHOLDER = "(conversation start)"
 
 
 def translate_messages(messages: Iterable[Mapping[str, Any]], keep_thinking: bool) -> tuple[Any, list[dict]]:
@@ -41,6 +42,10 @@ def translate_messages(messages: Iterable[Mapping[str, Any]], keep_thinking: boo
         if blocks:
             _append_turn(turns, role, blocks)
     _trim_prefill(turns)
+    if turns and turns[0]["role"] == "assistant":
+        # Anthropic refuses a conversation that opens with an assistant turn ("first message must
+        # use the user role"); an app's opening greeting gets a placeholder user turn before it.
+        turns.insert(0, {"role": "user", "content": [{"type": "text", "text": OPENING_PLACEHOLDER}]})
     return _system(system_parts), [_compact(turn) for turn in turns]
 
 

@@ -94,6 +94,7 @@ class StreamTranslator:
             return [self._chunk({"content": block["text"]})] if _text(block, "text") else []
         if kind == "thinking":
             state = self._blocks[index] = _Block("thinking")
+            state.signature = _text(block, "signature") or None  # normally "" here, then a signature_delta
             return self._thinking_text(state, _text(block, "thinking"))
         if kind == "redacted_thinking":
             redacted = {"type": "redacted_thinking", "data": block.get("data")}

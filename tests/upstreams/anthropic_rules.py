@@ -230,6 +230,8 @@ def _check_optional(body: dict) -> None:
 def _check_messages(messages: Any, thinking_on: bool) -> None:
     _require(isinstance(messages, list), "messages: Field required")
     _require(messages, "messages: at least one message is required")
+    _require(not isinstance(messages[0], dict) or messages[0].get("role") != "assistant",
+             'messages: first message must use the "user" role')
     previous_tool_ids: set[str] = set()
     for index, message in enumerate(messages):
         where = f"messages.{index}"
