@@ -234,7 +234,7 @@ async def test_a_client_that_drops_thinking_blocks_still_gets_an_answer(upstream
         {"role": "user", "content": "time?"}, bare,
         {"role": "tool", "tool_call_id": bare["tool_calls"][0]["id"], "content": "noon"}])
     assert second["message"]["content"] == "echo: time?"
-    assert "thinking" not in sent(upstream).body
+    assert sent(upstream).body["thinking"] == {"type": "disabled"}
 
 
 @pytest.mark.parametrize("stream", [False, True])

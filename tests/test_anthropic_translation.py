@@ -185,7 +185,7 @@ def test_thinking_passes_through_and_drops_what_it_is_incompatible_with():
 def test_thinking_is_left_out_when_the_tool_choice_forces_a_tool():
     native = encode({"messages": [USER], "max_tokens": 4000, "thinking": {"type": "enabled", "budget_tokens": 2000},
                      "tools": [TIME], "tool_choice": "required"})
-    assert "thinking" not in native and native["tool_choice"] == {"type": "any"}
+    assert native["thinking"] == {"type": "disabled"} and native["tool_choice"] == {"type": "any"}
 
 
 def _tool_loop(assistant_extra):
@@ -217,7 +217,7 @@ def test_reasoning_content_with_a_signature_and_openrouter_details_are_accepted_
 def test_a_tool_loop_without_signed_thinking_turns_thinking_off_rather_than_fail():
     native = encode({"messages": _tool_loop({"reasoning_content": "unsigned"}), "tools": [TIME], "max_tokens": 4000,
                      "thinking": {"type": "enabled", "budget_tokens": 2000}})
-    assert "thinking" not in native
+    assert native["thinking"] == {"type": "disabled"}
     assert [block["type"] for block in native["messages"][1]["content"]] == ["tool_use"]
 
 
@@ -225,6 +225,10 @@ def test_thinking_blocks_are_stripped_when_thinking_is_off():
     signed = {"type": "thinking", "thinking": "t", "signature": rules.sign("t")}
     native = encode({"messages": [USER, {"role": "assistant", "content": "done", "thinking_blocks": [signed]}]})
     assert native["messages"][1] == {"role": "assistant", "content": "done"}
+    disabled = encode({"messages": [USER, {"role": "assistant", "content": "done", "thinking_blocks": [signed]}],
+                       "thinking": {"type": "disabled"}, "temperature": 0.2})
+    assert disabled["thinking"] == {"type": "disabled"} and disabled["temperature"] == 0.2
+    assert disabled["messages"][1] == {"role": "assistant", "content": "done"}
 
 
 def test_user_becomes_metadata_user_id_and_openai_metadata_keys_are_not_sent():

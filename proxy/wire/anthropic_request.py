@@ -33,14 +33,15 @@ def encode_request(body: Mapping[str, Any], target: Target, stream: bool) -> dic
     tools = _tools(body.get("tools"))
     tool_choice = _tool_choice(body, bool(tools))
     thinking = _thinking(body, tool_choice)
-    system, messages = translate_messages(_messages(body), keep_thinking=thinking is not None)
+    thinking_on = thinking is not None and thinking.get("type") != "disabled"
+    system, messages = translate_messages(_messages(body), keep_thinking=thinking_on)
     native: dict[str, Any] = {"model": target.model, "max_tokens": _max_tokens(body, target)}
     if system is not None:
         native["system"] = system
     native["messages"] = messages
     if thinking is not None:
         native["thinking"] = thinking
-    native.update(_sampling(body, thinking is not None, version))
+    native.update(_sampling(body, thinking_on, version))
     stops = _stop_sequences(body.get("stop"))
     if stops:
         native["stop_sequences"] = stops
@@ -212,19 +213,21 @@ def _tool_choice(body: Mapping[str, Any], has_tools: bool) -> dict[str, Any] | N
 # ---- thinking, output format, metadata ------------------------------------------------------------
 
 def _thinking(body: Mapping[str, Any], tool_choice: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The native `thinking` to send, or None when thinking is off for this request.
+    """The native `thinking` to send (None: none was asked for).
 
-    Two documented Anthropic refusals are avoided by leaving thinking out: a forced
-    tool choice ("any"/"tool"), and a tool loop whose last assistant turn carries no
-    signed thinking block to send back (Anthropic then demands one).
+    Two documented Anthropic refusals are avoided by turning asked-for thinking off
+    (explicitly, as some models think unless told not to): a forced tool choice
+    ("any"/"tool"), and a tool loop whose last assistant turn carries no signed
+    thinking block to send back (Anthropic then demands one).
     """
     thinking = body.get("thinking")
-    if not isinstance(thinking, Mapping) or thinking.get("type") in (None, "disabled"):
+    if not isinstance(thinking, Mapping) or not isinstance(thinking.get("type"), str):
         return None
-    if tool_choice is not None and tool_choice.get("type") in ("any", "tool"):
-        return None
-    if _pending_tool_turn_lacks_thinking(body.get("messages")):
-        return None
+    if thinking["type"] == "disabled":
+        return {"type": "disabled"}
+    forced_tool = tool_choice is not None and tool_choice.get("type") in ("any", "tool")
+    if forced_tool or _pending_tool_turn_lacks_thinking(body.get("messages")):
+        return {"type": "disabled"}
     return dict(thinking)
 
 
