@@ -171,6 +171,8 @@ def _install_fast_loop() -> None:
 
 async def _serve(config: Config, host: str, port: int) -> int:
     from proxy.chain import PluginLoadError
+    from proxy.lifecycle import drain
+    from proxy.reload import Reloader
     from proxy.server import ProxyApp, start_site
     from proxy.services import Services
     services = Services.create(config)
@@ -191,8 +193,11 @@ async def _serve(config: Config, host: str, port: int) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _begin_drain, services, stop)
+    reloader = Reloader(proxy_app)
+    reloader.start()  # SIGHUP and config file changes
     await stop.wait()
-    await runner.cleanup()  # stops listening, lets in-flight requests finish within shutdown_grace
+    await reloader.stop()
+    await drain(runner, proxy_app)  # stop listening, in-flight requests finish within shutdown_grace, exit 0
     return EXIT_OK
 
 

@@ -93,8 +93,13 @@ async def drain(runner: Any, proxy_app: Any) -> None:
 
 
 def _busy_count(server: Any, tracker: Drain | None) -> int:
-    connections = len(server.connections) if server is not None else 0
-    return max(connections, tracker.active if tracker is not None else 0)
+    """Requests still running. The tracker counts exactly what is in flight through the chain;
+    aiohttp's connection list also holds idle keep-alive connections until its own shutdown,
+    so it is only the fallback. A request still reading its body when the count hits zero is
+    covered by aiohttp's own wait in runner.cleanup()."""
+    if tracker is not None:
+        return tracker.active
+    return len(server.connections) if server is not None else 0
 
 
 async def _wait_idle(server: Any, tracker: Drain | None, grace: float) -> None:

@@ -149,7 +149,11 @@ class ProxyApp:
             runtime.active_requests -= 1
         headers = {**response.headers, **_trace_headers(proxy_request, response), "x-request-id": request_id}
         if response.is_stream:
-            return await _write_stream(request, response, headers)
+            runtime.active_requests += 1  # a stream keeps its config generation open until it ends (reload)
+            try:
+                return await _write_stream(request, response, headers)
+            finally:
+                runtime.active_requests -= 1
         return web.Response(status=response.status, body=response.body, headers=headers,
                             content_type=_bare_type(response.content_type))
 
