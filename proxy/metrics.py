@@ -60,6 +60,10 @@ class ModelLabels:
         # Catalogs of upstreams that no longer exist must not keep their labels alive.
         self._discovered = {name: models for name, models in self._discovered.items() if name in config.upstreams}
 
+    @property
+    def declared(self) -> frozenset[tuple[str, str]]:
+        return self._declared
+
     def discovered(self, upstream: str, models: Iterable[str]) -> None:
         self._discovered[upstream] = frozenset(models)
 
@@ -112,6 +116,18 @@ class Metrics:
         self.models.configure(config)
         self._upstreams = tuple(config.upstreams)
         self._state.upstreams = self._upstreams
+        for upstream, model in self.models.declared:
+            self._initialize(upstream, model)
+
+    def _initialize(self, upstream: str, model: str) -> None:
+        """Create a declared model's series at zero, so the first request is already an
+        increase to rate() and histogram_quantile() (a series born at 1 shows none)."""
+        self.requests.labels(upstream, model, "200")
+        self.request_duration.labels(upstream, model)
+        self.time_to_first_token.labels(upstream, model)
+        for direction in ("in", "out"):
+            self.tokens.labels(upstream, model, direction)
+        self.queue_wait.labels(upstream)
 
     def attach_state(self, *, limiters: Callable[[], Any] | None = None, health: Callable[[], Any] | None = None,
                      circuits: Callable[[], Any] | None = None) -> None:

@@ -118,7 +118,8 @@ async def test_unknown_models_are_counted_as_other(proxy_factory, openai_upstrea
     samples = await scrape(proxy)
     assert value(samples, "byok_requests_total", upstream="demo", model="other", status="200") == 3
     assert value(samples, "byok_requests_total", upstream="demo", model="echo-1", status="200") == 1
-    models = {dict(labels).get("model") for (name, labels) in samples if name == "byok_requests_total"}
+    models = {dict(labels).get("model") for (name, labels), count in samples.items()
+              if name == "byok_requests_total" and count}
     assert models == {"other", "echo-1"}
 
 
