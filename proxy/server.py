@@ -160,7 +160,7 @@ class ProxyApp:
     async def _proxy_request(self, request: web.Request, request_id: str, runtime: Runtime) -> ProxyRequest:
         config = runtime.config
         self._authenticate(request)
-        raw = await _read_body(request, config.limits.max_body_bytes)
+        raw = await _read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
         path = request.match_info["path"].strip("/")
         _check_path(path)
         body, model, stream = None, None, False
@@ -240,15 +240,22 @@ async def _write_quietly(stream: web.StreamResponse, data: bytes) -> None:
         pass  # nobody left to tell
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int, timeout: float | None) -> bytes:
+    """The body, refused past `limits.max_body_bytes` and, when set, past `limits.request_timeout`
+    (a client trickling its body would otherwise hold the connection for as long as it likes)."""
     if request.content_length is not None and request.content_length > limit:
         raise RequestTooLarge(f"the request body is {request.content_length} bytes; the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ProxyError(f"the request body did not arrive within limits.request_timeout ({timeout:g}s)",
+                         status=408, error_type="invalid_request_error", code="request_timeout") from None
     return b"".join(chunks)
 
 
