@@ -81,7 +81,10 @@ def log_request(entry: RequestLog, logger: logging.Logger | None = None) -> None
     target = logger or logging.getLogger(ACCESS_LOGGER)
     level = logging.WARNING if _is_server_error(entry.status) else logging.INFO
     if target.isEnabledFor(level):
-        target.log(level, entry.summary(), extra={FIELDS_ATTRIBUTE: entry.fields()})
+        # Built directly: Logger.log would walk the stack for a caller this line does not need.
+        record = target.makeRecord(target.name, level, __file__, 0, entry.summary(), None, None,
+                                   extra={FIELDS_ATTRIBUTE: entry.fields()})
+        target.handle(record)
 
 
 def _is_server_error(status: int | str) -> bool:

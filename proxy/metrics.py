@@ -13,6 +13,7 @@ listed — anything else is counted as `other`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -82,6 +83,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.models = ModelLabels()
         self._upstreams: tuple[str, ...] = ()
+        # Children by label values (bounded, like the labels themselves).
+        self._request_counters: dict[tuple[str, str, str], Any] = {}
+        self._series: dict[tuple[str, str], _ModelSeries] = {}
+        self._queue_waits: dict[str, Any] = {}
         registry = self.registry
         self.requests = Counter("byok_requests", "Requests answered, by the upstream that answered last, "
                                 "its model and the final status", ["upstream", "model", "status"], registry=registry)
@@ -148,17 +153,34 @@ class Metrics:
                         tokens_out: int | None = None) -> None:
         upstream_name = self.upstream_label(upstream)
         model_name = self.model_label(upstream, model)
-        self.requests.labels(upstream_name, model_name, str(status)).inc()
-        self.request_duration.labels(upstream_name, model_name).observe(duration)
+        key = (upstream_name, model_name, str(status))
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(*key)
+        counter.inc()
+        series = self._model_series(upstream_name, model_name)
+        series.duration.observe(duration)
         if ttft is not None:
-            self.time_to_first_token.labels(upstream_name, model_name).observe(ttft)
+            series.ttft.observe(ttft)
         if tokens_in:
-            self.tokens.labels(upstream_name, model_name, "in").inc(tokens_in)
+            series.tokens_in.inc(tokens_in)
         if tokens_out:
-            self.tokens.labels(upstream_name, model_name, "out").inc(tokens_out)
+            series.tokens_out.inc(tokens_out)
+
+    def _model_series(self, upstream: str, model: str) -> "_ModelSeries":
+        """The children for one label pair, looked up once: labels() validates and locks on every call."""
+        series = self._series.get((upstream, model))
+        if series is None:
+            series = self._series[(upstream, model)] = _ModelSeries(
+                self.request_duration.labels(upstream, model), self.time_to_first_token.labels(upstream, model),
+                self.tokens.labels(upstream, model, "in"), self.tokens.labels(upstream, model, "out"))
+        return series
 
     def observe_queue_wait(self, upstream: str, seconds: float) -> None:
-        self.queue_wait.labels(upstream).observe(seconds)
+        histogram = self._queue_waits.get(upstream)
+        if histogram is None:
+            histogram = self._queue_waits[upstream] = self.queue_wait.labels(upstream)
+        histogram.observe(seconds)
 
     def observe_fallback(self, from_upstream: str, to_upstream: str, reason: str | None) -> None:
         self.fallbacks.labels(from_upstream, to_upstream, reason or "unknown").inc()
@@ -177,6 +199,14 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The body and content type for GET /metrics."""
         return generate_latest(self.registry), CONTENT_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelSeries:
+    duration: Any
+    ttft: Any
+    tokens_in: Any
+    tokens_out: Any
 
 
 class _StateCollector:
