@@ -52,14 +52,22 @@ class _Walk:
         self.busy: list[Target] = []
 
     async def run(self, targets: tuple[Target, ...]) -> Optional[ProxyResponse]:
-        ready = [target for target in targets if self._available(target)]
-        for index, target in enumerate(ready):
-            last_resort = index == len(ready) - 1 and not self.busy
-            response = await self._try(target, no_wait=not last_resort)
-            if response is not None:
-                return response
-        if self.busy:  # nobody had a free slot: queue on the first busy one
-            return await self._try(self.busy[0], no_wait=False)
+        pending = [target for target in targets if self._available(target)]
+        while pending:
+            self.busy = []
+            for index, target in enumerate(pending):
+                last_resort = index == len(pending) - 1 and not self.busy
+                response = await self._try(target, no_wait=not last_resort)
+                if response is not None:
+                    return response
+            if not self.busy:
+                break
+            # Nobody had a free slot: queue on the first busy one. If it then fails, the
+            # other busy ones may have room by now, so they get their turn.
+            response = await self._try(self.busy[0], no_wait=False)
+            if response is not None or isinstance(self.last_error, RateLimited):
+                return response  # an answer, or a queue_timeout (429)
+            pending = self.busy[1:]
         return await self._wait_for_cooled(targets)
 
     def _available(self, target: Target) -> bool:
@@ -164,7 +172,7 @@ class _Walk:
         retry_in = max(1.0, min(self.circuits.get(a.upstream).retry_in() for a in self.attempts))
         if all(a.reason == "cooling" for a in self.attempts):
             return self._annotated(RateLimited("every target is cooling down after a 429", retry_after=retry_in))
-        return self._annotated(ServiceUnavailable("no target available: circuits open", code="circuit_open",
+        return self._annotated(ServiceUnavailable("no upstream available: every target's circuit is open", code="circuit_open",
                                                   headers={"Retry-After": str(int(retry_in + 0.999))}))
 
     def _annotated(self, error: ProxyError) -> ProxyError:

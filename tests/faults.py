@@ -44,6 +44,10 @@ def chunk(model: str, delta: dict[str, Any], finish: str | None = None, chunk_id
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
+async def _wants_stream(request: web.Request) -> bool:
+    return bool(json.loads(await request.read()).get("stream"))
+
+
 async def _open_stream(request: web.Request) -> tuple[web.StreamResponse, str]:
     data = json.loads(await request.read())
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -52,14 +56,26 @@ async def _open_stream(request: web.Request) -> tuple[web.StreamResponse, str]:
     return response, data["model"]
 
 
+async def _truncated_json(request: web.Request) -> web.StreamResponse:
+    """The non-streaming twin of a broken stream: half a JSON body, then the connection drops."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = 4096
+    await response.prepare(request)
+    await response.write(b'{"id": "chatcmpl-fault", "object": "chat.completion", "choices": [')
+    _reset(request)
+    return response
+
+
 def _reset(request: web.Request) -> None:
-    """Drop the connection without ending the chunked body: the client sees a broken stream."""
+    """Drop the connection without ending the body: the client sees a broken answer."""
     assert request.transport is not None
     request.transport.abort()
 
 
 def drop_before_content(delay: float = 0.0):
     async def handler(request: web.Request) -> web.StreamResponse:
+        if not await _wants_stream(request):
+            return await _truncated_json(request)
         response, _ = await _open_stream(request)
         await asyncio.sleep(delay)
         _reset(request)
@@ -69,6 +85,8 @@ def drop_before_content(delay: float = 0.0):
 
 def error_event_before_content(code: int = 502, message: str = "provider overloaded"):
     async def handler(request: web.Request) -> web.StreamResponse:
+        if not await _wants_stream(request):
+            return await status(code, message=message)(request)
         response, _ = await _open_stream(request)
         await response.write(b"data: " + json.dumps({"error": {"message": message, "code": code}}).encode() + b"\n\n")
         return response
@@ -78,6 +96,8 @@ def error_event_before_content(code: int = 502, message: str = "provider overloa
 def drop_mid_stream(pieces: list[str], delay: float = 0.0):
     """Some content, then the connection breaks: a truncation the client must be told about."""
     async def handler(request: web.Request) -> web.StreamResponse:
+        if not await _wants_stream(request):
+            return await _truncated_json(request)
         response, model = await _open_stream(request)
         for piece in pieces:
             await asyncio.sleep(delay)

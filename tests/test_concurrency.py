@@ -173,12 +173,13 @@ async def test_a_reload_keeps_held_slots_and_applies_the_new_cap(proxy_factory, 
     limiter = limiters.get("main")
     client = client_for(proxy)
     long_stream = asyncio.ensure_future(ask(client, stream=True))
-    await _until(lambda: limiters.snapshot("main") == (1, 0))
-    await proxy.app.swap(parse_config(textwrap.dedent(config(main.url, cap=2, queue_timeout=0.2))))
+    await _until(lambda: limiters.snapshot("main") == (1, 0) and main.emitted_at)  # it is streaming
+    new_config = parse_config(textwrap.dedent(config(main.url, cap=2, queue_timeout=0.2)))
+    await asyncio.wait_for(proxy.app.swap(new_config), 10)
     assert limiters.get("main") is limiter and limiter.capacity == 2
     main.chunks, main.chunk_delay = None, 0.0
-    assert await ask(client) == ("hello from upstream", "main")  # the second slot, no 429
-    text, _ = await long_stream
+    assert await asyncio.wait_for(ask(client), 10) == ("hello from upstream", "main")  # the second slot, no 429
+    text, _ = await asyncio.wait_for(long_stream, 10)
     assert text == "".join(f" word{index}" for index in range(20))
     assert limiters.snapshot("main") == (0, 0)
 
