@@ -23,7 +23,6 @@ from proxy.logs import RequestLog, log_request
 from proxy.sse import SSEEvent
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
-BUSY = "busy"        # the fallback walk's reason for an attempt refused a concurrency slot
 
 
 class Observe:
@@ -78,9 +77,9 @@ class _Record:
             observer.drain.leave(self.task)
         now = time.monotonic()
         if observer.metrics is not None:
-            _record_metrics(observer.metrics, self.request, status, error, now)
+            observer.metrics.observe_finished(self.request, status, error, now)
         if observer.log_requests:
-            log_request(_log_entry(self.request, status, error, now))
+            log_request(RequestLog.finished(self.request, status, error, now))
 
 
 class _WatchedStream:
@@ -127,76 +126,6 @@ class _WatchedStream:
         closer = getattr(self._inner, "aclose", None)
         if closer is not None:
             await closer()
-
-
-# ---- what is recorded ----------------------------------------------------------------------------
-
-def _served(request: ProxyRequest) -> tuple[str | None, str | None]:
-    """(upstream, model) that answered last: the served attempt, else the last one tried."""
-    trace = request.trace
-    if trace.attempts:
-        last = trace.attempts[-1]
-        return trace.served_by or last.upstream, last.model
-    if request.target is not None:
-        return request.target.upstream.name, request.target.model
-    return None, None
-
-
-def _ttft(request: ProxyRequest) -> float | None:
-    first = request.trace.first_token_at
-    return first - request.started_at if request.stream and first is not None else None
-
-
-def _record_metrics(metrics: Any, request: ProxyRequest, status: int, error: ProxyError | None,
-                    now: float) -> None:
-    trace = request.trace
-    upstream, model = _served(request)
-    metrics.observe_request(upstream=upstream, model=model, status=status, duration=now - request.started_at,
-                            ttft=_ttft(request), tokens_in=trace.prompt_tokens, tokens_out=trace.completion_tokens)
-    attempts = trace.attempts
-    for failed, following in zip(attempts, attempts[1:]):
-        if failed.reason:
-            metrics.observe_fallback(failed.upstream, following.upstream, failed.reason)
-    for index, attempt in enumerate(attempts):
-        if attempt.reason == BUSY:
-            metrics.observe_rejected(attempt.upstream, _rejection(index == len(attempts) - 1, error))
-    overhead = _overhead(request)
-    if overhead is not None:
-        metrics.observe_overhead(overhead)
-
-
-def _rejection(is_last: bool, error: ProxyError | None) -> str:
-    """A busy attempt that ended the request timed out in the queue; the others overflowed at once."""
-    if is_last and error is not None and error.code == "queue_timeout":
-        return "queue_timeout"
-    return "concurrency_limit"
-
-
-def _overhead(request: ProxyRequest) -> float | None:
-    """The proxy's own time before the upstream was called: parsing, routing, middleware,
-    encoding — minus any time queued for a slot. Only for requests sent once (no fallback
-    or retry waits in between) that reached an upstream."""
-    trace = request.trace
-    dispatched = getattr(trace, "dispatched_at", None)
-    if dispatched is None or len(trace.attempts) > 1:
-        return None
-    return dispatched - request.started_at - trace.queue_wait
-
-
-def _log_entry(request: ProxyRequest, status: int, error: ProxyError | None, now: float) -> RequestLog:
-    trace = request.trace
-    attempts = trace.attempts
-    moved_on = [attempt.reason for attempt in attempts[:-1] if attempt.reason]
-    ttft = _ttft(request)
-    return RequestLog(
-        request_id=request.request_id, method=request.method, path=request.path, status=status,
-        duration_ms=(now - request.started_at) * 1000, model=request.client_model,
-        upstreams=tuple(f"{attempt.upstream}/{attempt.model}" for attempt in attempts),
-        served_by=trace.served_by, stream=request.stream,
-        ttft_ms=None if ttft is None else ttft * 1000,
-        tokens_in=trace.prompt_tokens, tokens_out=trace.completion_tokens,
-        fallback_reason=moved_on[0] if moved_on else None,
-        error=error.message if error is not None else None)
 
 
 def create(context: PluginContext) -> Observe:

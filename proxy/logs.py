@@ -1,14 +1,16 @@
 """Logging: one structured line per request, JSON for machines, text for people.
 
 `setup_logging(config.logging)` installs a single handler on the root
-logger, so the proxy's modules, plugins and libraries all write through it. Format `auto` writes JSON unless the stream is a terminal.
-Every line, whatever its origin, passes `proxy.secrets.redact` on its way out,
+logger, so the proxy's modules, plugins and libraries all write through it.
+Format `auto` writes JSON unless the stream is a terminal. Every line, whatever its origin, passes `proxy.secrets.redact` on its way out,
 so a key that slipped into a message or an upstream's echoed error is printed
 as `***`.
 
 The access line (`log_request`) carries fixed field names a log pipeline can
 rely on: request_id, model, upstreams (tried, in order), status, duration_ms,
-ttft_ms, tokens_in, tokens_out, fallback_reason.
+ttft_ms, tokens_in, tokens_out, fallback_reason. plugins/observe.py writes it
+when a response or its stream ends; `record_refusal` covers requests the
+server refused before the middleware chain (bad key, unknown model).
 """
 from __future__ import annotations
 
@@ -48,6 +50,22 @@ class RequestLog:
     fallback_reason: str | None = None  # the first reason the request moved on, if it did
     error: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def finished(cls, request: Any, status: int, error: Any, now: float) -> "RequestLog":
+        """The line for a request that ended, read from its trace (proxy.exchange.RequestTrace)."""
+        trace = request.trace
+        attempts = trace.attempts
+        moved_on = [attempt.reason for attempt in attempts[:-1] if attempt.reason]
+        first_token = trace.first_token_at if request.stream else None
+        return cls(request_id=request.request_id, method=request.method, path=request.path, status=status,
+                   duration_ms=(now - request.started_at) * 1000, model=request.client_model,
+                   upstreams=tuple(f"{attempt.upstream}/{attempt.model}" for attempt in attempts),
+                   served_by=trace.served_by, stream=request.stream,
+                   ttft_ms=None if first_token is None else (first_token - request.started_at) * 1000,
+                   tokens_in=trace.prompt_tokens, tokens_out=trace.completion_tokens,
+                   fallback_reason=moved_on[0] if moved_on else None,
+                   error=error.message if error is not None else None)
 
     def fields(self) -> dict[str, Any]:
         values = {

@@ -24,6 +24,7 @@ OTHER = "other"
 NO_UPSTREAM = "none"  # requests refused before any upstream was chosen (unknown model, bad input)
 HEALTH_STATES = ("ok", "degraded", "unreachable")
 RELOAD_RESULTS = ("success", "failure")
+BUSY = "busy"  # the fallback walk's reason for an attempt refused a concurrency slot
 
 # LLM calls range from a cached 100 ms answer to a reasoning model thinking for minutes.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -176,6 +177,26 @@ class Metrics:
                 self.tokens.labels(upstream, model, "in"), self.tokens.labels(upstream, model, "out"))
         return series
 
+    def observe_finished(self, request: Any, status: int, error: Any, now: float) -> None:
+        """Everything one finished request says, read from its trace (proxy.exchange.RequestTrace):
+        the request itself, each fallback between attempts, busy refusals, proxy overhead."""
+        trace = request.trace
+        upstream, model = _served(request)
+        first_token = trace.first_token_at if request.stream else None  # time to first token: streams only
+        self.observe_request(upstream=upstream, model=model, status=status, duration=now - request.started_at,
+                             ttft=None if first_token is None else first_token - request.started_at,
+                             tokens_in=trace.prompt_tokens, tokens_out=trace.completion_tokens)
+        attempts = trace.attempts
+        for failed, following in zip(attempts, attempts[1:]):
+            if failed.reason:
+                self.observe_fallback(failed.upstream, following.upstream, failed.reason)
+        for index, attempt in enumerate(attempts):
+            if attempt.reason == BUSY:
+                self.observe_rejected(attempt.upstream, _rejection(index == len(attempts) - 1, error))
+        overhead = _overhead(request)
+        if overhead is not None:
+            self.observe_overhead(overhead)
+
     def observe_queue_wait(self, upstream: str, seconds: float) -> None:
         histogram = self._queue_waits.get(upstream)
         if histogram is None:
@@ -199,6 +220,35 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The body and content type for GET /metrics."""
         return generate_latest(self.registry), CONTENT_TYPE
+
+
+def _served(request: Any) -> tuple[str | None, str | None]:
+    """(upstream, model) that answered last: the served attempt, else the last one tried."""
+    trace = request.trace
+    if trace.attempts:
+        last = trace.attempts[-1]
+        return trace.served_by or last.upstream, last.model
+    if request.target is not None:
+        return request.target.upstream.name, request.target.model
+    return None, None
+
+
+def _rejection(is_last: bool, error: Any) -> str:
+    """A busy attempt that ended the request timed out in the queue; the others overflowed at once."""
+    if is_last and getattr(error, "code", None) == "queue_timeout":
+        return "queue_timeout"
+    return "concurrency_limit"
+
+
+def _overhead(request: Any) -> float | None:
+    """The proxy's own time before the upstream was called: parsing, routing, middleware,
+    encoding — minus any time queued for a slot. Only for requests sent once (no fallback
+    or retry waits in between) that reached an upstream."""
+    trace = request.trace
+    dispatched = getattr(trace, "dispatched_at", None)
+    if dispatched is None or len(trace.attempts) > 1:
+        return None
+    return dispatched - request.started_at - trace.queue_wait
 
 
 @dataclass(frozen=True, slots=True)
