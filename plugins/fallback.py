@@ -83,12 +83,12 @@ class _Walk:
     async def _wait_for_cooled(self, targets: tuple[Target, ...]) -> Optional[ProxyResponse]:
         """Every target failed or is unavailable. If one is only cooling down after a 429
         and its Retry-After fits the request's deadline (or its queue_timeout), wait."""
-        cooling = [t for t in targets if self.circuits.get(t.upstream.name).cooling_for() > 0]
-        if not cooling or self.request.remaining() is not None and self.request.remaining() <= 0:
-            return None
-        target = min(cooling, key=lambda t: self.circuits.get(t.upstream.name).cooling_for())
-        pause = self.circuits.get(target.upstream.name).cooling_for()
-        budget = self.request.remaining()
+        waits = {self.circuits.get(t.upstream.name).cooling_for(): t for t in targets}
+        cooling = [wait for wait in waits if wait > 0]
+        if not cooling:
+            return None  # nothing is cooling: the failures stand
+        pause = min(cooling)
+        target, budget = waits[pause], self.request.remaining()
         if pause > (budget if budget is not None else target.upstream.queue_timeout):
             return None
         await asyncio.sleep(pause)
@@ -100,8 +100,8 @@ class _Walk:
         for attempt in range(target.upstream.retries + 1):
             if attempt and not await self._back_off(attempt):
                 return None
-            if not breaker.allow():
-                self._note(target, "circuit_open", "circuit opened while retrying")
+            if not breaker.allow():  # opened while retrying, or another request holds the probe
+                self._note(target, "circuit_open", f"circuit {breaker.state().replace('_', ' ')}")
                 return None
             try:
                 outcome = await self._attempt(target, breaker, no_wait)
@@ -172,8 +172,9 @@ class _Walk:
         retry_in = max(1.0, min(self.circuits.get(a.upstream).retry_in() for a in self.attempts))
         if all(a.reason == "cooling" for a in self.attempts):
             return self._annotated(RateLimited("every target is cooling down after a 429", retry_after=retry_in))
-        return self._annotated(ServiceUnavailable("no upstream available: every target's circuit is open", code="circuit_open",
-                                                  headers={"Retry-After": str(int(retry_in + 0.999))}))
+        unavailable = ServiceUnavailable("no upstream available: every target's circuit is open",
+                                         code="circuit_open", headers={"Retry-After": str(int(retry_in + 0.999))})
+        return self._annotated(unavailable)
 
     def _annotated(self, error: ProxyError) -> ProxyError:
         """The error the client sees names every attempt, not only the last."""

@@ -110,8 +110,9 @@ async def test_429_with_retry_after_cools_the_upstream_and_moves_on(proxy_factor
     assert chat_requests(main) == 1 and chat_requests(backup) == 2
 
 
-@pytest.mark.parametrize("fault", [faults.drop_before_content(), faults.error_event_before_content()],
-                         ids=["reset", "error-event"])
+@pytest.mark.parametrize("fault", [faults.drop_before_content(), faults.error_event_before_content(),
+                                   faults.drop_before_content(delay=3)],
+                         ids=["reset", "error-event", "silent-past-first-byte"])
 async def test_stream_failing_before_first_content_switches_invisibly(proxy_factory, main, backup, fault):
     main.override = fault
     proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
@@ -237,3 +238,19 @@ async def test_lone_target_429_beyond_the_budget_returns_429_with_retry_after(pr
         await ask(proxy, stream=True, model="main/gpt-test")
     assert int(caught.value.response.headers["retry-after"]) > 100
     assert chat_requests(main) == 1
+
+
+async def test_with_the_others_failed_it_waits_for_a_short_cool_down(proxy_factory, main, backup):
+    main.override = faults.status(500)
+    limited = faults.status(429, retry_after=1)
+
+    async def limited_once(request):
+        backup.override = None
+        return await limited(request)
+
+    backup.override = limited_once
+    proxy = await proxy_factory(config(f"{main.url}/v1", f"{backup.url}/v1"))
+    text, headers = await ask(proxy, stream=True)
+    assert text == "answer from backup"
+    assert headers["x-byok-fallbacks"] == "main/m1:500,backup/m2:429"
+    assert chat_requests(backup) == 2
