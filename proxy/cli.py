@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-c", "--config", default=None, help="config file (default: $BYOK_CONFIG, else ./config.yaml)")
     serve.add_argument("--host", default=None, help="listen address (overrides listen.host)")
     serve.add_argument("--port", type=int, default=None, help="listen port (overrides listen.port)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="serving processes sharing the port through SO_REUSEPORT (default 1)")
     serve.add_argument("--allow-unauthenticated", action="store_true",
                        help="allow a non-loopback address without auth.api_keys")
 
@@ -155,8 +157,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"refusing to listen on {host} without auth.api_keys: anyone who can reach it could spend your keys. "
               f"Add auth.api_keys, bind 127.0.0.1, or pass --allow-unauthenticated.", file=sys.stderr)
         return EXIT_CONFIG
+    if args.workers > 1:  # proxy/workers.py forks N processes that share the port
+        from proxy import workers
+        return workers.run(config, host, port, args.workers, lambda bound: _serve_process(config, host, bound, True))
+    return _serve_process(config, host, port, False)
+
+
+def _serve_process(config: Config, host: str, port: int, reuse_port: bool) -> int:
     _install_fast_loop()
-    return asyncio.run(_serve(config, host, port))
+    return asyncio.run(_serve(config, host, port, reuse_port))
 
 
 def _install_fast_loop() -> None:
@@ -169,7 +178,7 @@ def _install_fast_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _serve(config: Config, host: str, port: int) -> int:
+async def _serve(config: Config, host: str, port: int, reuse_port: bool = False) -> int:
     from proxy.chain import PluginLoadError
     from proxy.lifecycle import drain
     from proxy.reload import Reloader
@@ -183,7 +192,7 @@ async def _serve(config: Config, host: str, port: int) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
     try:
-        runner, bound_port = await start_site(proxy_app, host, port)
+        runner, bound_port = await start_site(proxy_app, host, port, reuse_port=reuse_port)
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
