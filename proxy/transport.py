@@ -89,9 +89,11 @@ class Transport:
         upstream = target.upstream
         loop = asyncio.get_running_loop()
         deadline = loop.time() + upstream.timeout.total
+        budget = f"timeout.total ({upstream.timeout.total:g}s)"  # named in the error when it runs out
         remaining = request.remaining()
-        if remaining is not None:
-            deadline = min(deadline, loop.time() + remaining)
+        if remaining is not None and loop.time() + remaining < deadline:
+            deadline = loop.time() + remaining
+            budget = f"limits.request_timeout ({request.deadline - request.started_at:g}s)"
         headers = dict(request.upstream_headers)
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers["content-type"] = content_type or "application/json"
@@ -103,25 +105,25 @@ class Transport:
                 response = await session.request(request.method, url, data=body or None, headers=headers,
                                                  timeout=timeout, allow_redirects=False)
         except (aiohttp.ClientError, asyncio.TimeoutError, ssl.SSLError, OSError) as exc:
-            raise map_client_error(upstream, exc, phase="request") from None
-        return await self._answer(request, target, response, deadline)
+            raise map_client_error(upstream, exc, phase="request", budget=budget) from None
+        return await self._answer(request, target, response, deadline, budget)
 
     async def _answer(self, request: ProxyRequest, target: Target, response: aiohttp.ClientResponse,
-                      deadline: float) -> ProxyResponse:
+                      deadline: float, budget: str) -> ProxyResponse:
         upstream = target.upstream
         adapter = adapter_for(upstream.format)
         try:
             if response.status >= 400:
-                payload = await _read_bounded(response, upstream, deadline, MAX_ERROR_BODY)
+                payload = await _read_bounded(response, upstream, deadline, MAX_ERROR_BODY, budget)
                 raise adapter.decode_error(upstream, response.status, payload, response.headers)
             passthrough = _passthrough_headers(response.headers)
             if response.content_type == SSE_TYPE:
-                events = _read_events(response, upstream, deadline)
+                events = _read_events(response, upstream, deadline, budget)
                 if request.is_chat:
                     events = adapter.translate_stream(events, request, target)
                 return ProxyResponse(status=response.status, headers=passthrough, events=events,
                                      content_type=SSE_TYPE, upstream=upstream.name)
-            payload = await _read_bounded(response, upstream, deadline, None)
+            payload = await _read_bounded(response, upstream, deadline, None, budget)
         except BaseException:
             response.close()
             raise
@@ -135,7 +137,7 @@ class Transport:
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, upstream: UpstreamConfig, deadline: float,
-                        limit: int | None) -> bytes:
+                        limit: int | None, budget: str) -> bytes:
     try:
         async with asyncio.timeout_at(deadline):
             if limit is None:
@@ -143,7 +145,7 @@ async def _read_bounded(response: aiohttp.ClientResponse, upstream: UpstreamConf
             else:
                 payload = await _read_prefix(response, limit)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        raise map_client_error(upstream, exc, phase="body") from None
+        raise map_client_error(upstream, exc, phase="body", budget=budget) from None
     finally:
         response.release()
     return payload
@@ -161,24 +163,31 @@ async def _read_prefix(response: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 async def _read_events(response: aiohttp.ClientResponse, upstream: UpstreamConfig,
-                       deadline: float) -> AsyncIterator[SSEEvent]:
+                       deadline: float, budget: str) -> AsyncIterator[SSEEvent]:
     """Upstream SSE as events, each yielded as soon as its blank line arrives."""
     parser = SSEParser()
     loop = asyncio.get_running_loop()
     finished = False
     try:
         try:
-            async for chunk in response.content.iter_any():
+            while True:
+                if deadline - loop.time() < upstream.timeout.first_byte:
+                    # sock_read (first_byte) no longer ends a silent stream in time: bound this read
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await response.content.readany()
+                else:
+                    chunk = await response.content.readany()
+                if not chunk:
+                    break
                 for event in parser.feed(chunk):
                     yield event
                 if loop.time() > deadline:
-                    raise UpstreamTimeout(upstream.name, f"the stream ran past timeout.total "
-                                                         f"({upstream.timeout.total:g}s)")
+                    raise UpstreamTimeout(upstream.name, f"the stream ran past {budget}")
             for event in parser.flush():
                 yield event
             finished = True
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise map_client_error(upstream, exc, phase="stream") from None
+            raise map_client_error(upstream, exc, phase="stream", budget=budget) from None
         except ValueError as exc:  # an event larger than the parser accepts
             raise UpstreamProtocolError(upstream.name, str(exc)) from None
     finally:
@@ -188,7 +197,8 @@ async def _read_events(response: aiohttp.ClientResponse, upstream: UpstreamConfi
             response.close()  # abandoned mid-stream: the connection cannot be reused
 
 
-def map_client_error(upstream: UpstreamConfig, exc: BaseException, phase: str) -> ProxyError:
+def map_client_error(upstream: UpstreamConfig, exc: BaseException, phase: str,
+                     budget: str | None = None) -> ProxyError:
     """The one mapping from aiohttp/asyncio/ssl failures to the error tree."""
     name, timeouts = upstream.name, upstream.timeout
     if isinstance(exc, ProxyError):
@@ -199,7 +209,7 @@ def map_client_error(upstream: UpstreamConfig, exc: BaseException, phase: str) -
         what = "no first byte" if phase == "request" else "the upstream went silent"
         return UpstreamTimeout(name, f"{what} within timeout.first_byte ({timeouts.first_byte:g}s)")
     if isinstance(exc, asyncio.TimeoutError):
-        return UpstreamTimeout(name, f"no complete answer within timeout.total ({timeouts.total:g}s)")
+        return UpstreamTimeout(name, f"no complete answer within {budget or f'timeout.total ({timeouts.total:g}s)'}")
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
         return UpstreamUnreachable(name, f"TLS handshake failed: {_reason(exc)}")
     if isinstance(exc, getattr(aiohttp, "ClientConnectorDNSError", ())):
