@@ -22,6 +22,7 @@ ReasoningStyle = Literal["effort", "openrouter", "budget", "adaptive", "binary"]
 UpstreamKind = Literal["openai", "openrouter", "anthropic", "gemini", "groq", "mistral", "deepseek", "together",
                        "fireworks", "perplexity", "zai", "moonshot", "lmstudio", "ollama", "vllm", "litellm",
                        "generic"]
+MIN_THINKING_BUDGET = 1024
 DEFAULT_FALLBACK_ON = ("connect", "timeout", "408", "429", "5xx")
 
 
@@ -303,10 +304,13 @@ def _finish(config: Config, root: Any) -> tuple[Config, list[Problem]]:
         if not plugin.path or "." not in plugin.path.replace(":", "."):
             problems.append(Problem(f"plugins[{index}]", lines.line("plugins"),
                                     "must be a dotted import path such as mypackage.module:Middleware"))
-    for level in config.reasoning.budgets:
+    for level, budget in config.reasoning.budgets.items():
+        path = f"reasoning.budgets.{level}"
         if level not in EFFORT_LEVELS:
-            problems.append(Problem(f"reasoning.budgets.{level}", lines.line("reasoning.budgets"),
-                                    f"unknown level; use {', '.join(EFFORT_LEVELS)}"))
+            problems.append(Problem(path, lines.line(path), f"unknown level; use {', '.join(EFFORT_LEVELS)}"))
+        elif budget < MIN_THINKING_BUDGET and level != "none":
+            problems.append(Problem(path, lines.line(path),
+                                    f"a thinking budget must be at least {MIN_THINKING_BUDGET} tokens (Anthropic's minimum)"))
     return dataclasses.replace(config, upstreams=MappingProxyType(finished)), problems
 
 

@@ -90,3 +90,11 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
 def test_example_config_is_valid():
     result = run_cli("validate", "-c", "config.example.yaml")
     assert result.returncode == 0, result.stdout
+
+
+def test_thinking_budget_below_the_minimum_is_a_config_error(tmp_path):
+    path = tmp_path / "budget.yaml"
+    path.write_text("upstreams:\n  demo: {format: mock}\nreasoning:\n  budgets:\n    low: 512\n")
+    result = run_cli("validate", "-c", str(path))
+    assert result.returncode == 1
+    assert result.stdout.startswith("reasoning.budgets.low (line 5): a thinking budget must be at least 1024")
