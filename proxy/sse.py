@@ -108,6 +108,8 @@ class SSEParser:
         start = 0
         if b"\r" not in buffer:
             while True:
+                while buffer.startswith(b"\n", start):  # blank lines between events carry nothing,
+                    start += 1                            # as in _split_mixed: no empty events
                 end = buffer.find(b"\n\n", start)
                 if end < 0:
                     break
@@ -140,9 +142,11 @@ class SSEParser:
     def flush(self) -> list[SSEEvent]:
         """Whatever is left when the stream ends (a final event missing its blank line)."""
         rest, self._buffer = self._buffer, b""
-        if rest.strip():
-            return [SSEEvent(rest if rest.endswith(b"\n") else rest + b"\n\n")]
-        return []
+        if not rest.strip():
+            return []
+        # Terminated with a blank line, so a client forwarded these bytes dispatches the event too.
+        ending = b"\n" if rest.endswith(b"\n") else b"\r" if rest.endswith(b"\r") else b"\n\n"
+        return [SSEEvent(rest + ending)]
 
 
 def _line_end(buffer: bytes, position: int) -> tuple[int, int] | None:
