@@ -160,8 +160,11 @@ class Catalog:
     # ---- building views ------------------------------------------------------------------------
 
     def _invalidate(self) -> None:
+        """Rebuild the merged view now, in the background task that changed it, so the first
+        request after a refresh does not pay for merging hundreds of models."""
         self._entries = None
         self._payload = None
+        self._all_entries()
 
     def _all_entries(self) -> dict[str, tuple[ModelEntry, ...]]:
         if self._entries is None:
