@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tests.upstreams.openai_upstream import OpenAIUpstream
@@ -36,6 +37,22 @@ class ChatUpstream(OpenAIUpstream):
             return await super()._handle(request)
         finally:
             self.chat_inflight -= 1
+
+
+@pytest.fixture
+async def main():
+    """The first target of the resilience tests (import the fixture to use it)."""
+    upstream = await ChatUpstream().start()
+    yield upstream
+    await upstream.close()
+
+
+@pytest.fixture
+async def backup():
+    """The second target; its answer says where it came from."""
+    upstream = await ChatUpstream(reply="answer from backup").start()
+    yield upstream
+    await upstream.close()
 
 
 def chunk(model: str, delta: dict[str, Any], finish: str | None = None, chunk_id: str = "chatcmpl-fault") -> bytes:

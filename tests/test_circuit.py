@@ -12,7 +12,7 @@ from proxy.config import CircuitSettings
 from proxy.errors import UpstreamAuthError, UpstreamHTTPError, UpstreamProtocolError, UpstreamTimeout
 from tests import faults
 from tests.conftest import client_for
-from tests.faults import ChatUpstream
+from tests.faults import ChatUpstream, backup, main  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -117,20 +117,6 @@ def test_registry_reports_closed_for_upstreams_it_never_saw():
 
 
 # ---- through the server --------------------------------------------------------------------
-
-@pytest.fixture
-async def main():
-    upstream = await ChatUpstream().start()
-    yield upstream
-    await upstream.close()
-
-
-@pytest.fixture
-async def backup():
-    upstream = await ChatUpstream(reply="answer from backup").start()
-    yield upstream
-    await upstream.close()
-
 
 def config(main_url: str, backup_url: str, cooldown: float) -> str:
     return f"""

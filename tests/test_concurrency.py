@@ -12,7 +12,7 @@ import pytest
 from proxy.config import parse_config
 from proxy.limiter import LocalLimiter
 from tests.conftest import client_for
-from tests.faults import ChatUpstream
+from tests.faults import ChatUpstream, backup, main  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,20 +42,6 @@ def config(main_url: str, *, cap: int = 2, queue_timeout: float = 30, backup_url
     models:
       smart: {{targets: {targets}}}
     """
-
-
-@pytest.fixture
-async def main():
-    upstream = await ChatUpstream().start()
-    yield upstream
-    await upstream.close()
-
-
-@pytest.fixture
-async def backup():
-    upstream = await ChatUpstream(reply="answer from backup").start()
-    yield upstream
-    await upstream.close()
 
 
 async def ask(client, stream: bool = False) -> tuple[str, str]:

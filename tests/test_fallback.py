@@ -9,25 +9,11 @@ import pytest
 
 from tests import faults
 from tests.conftest import client_for
-from tests.faults import ChatUpstream
+from tests.faults import ChatUpstream, backup, main  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(60)
 
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture
-async def main():
-    upstream = await ChatUpstream().start()
-    yield upstream
-    await upstream.close()
-
-
-@pytest.fixture
-async def backup():
-    upstream = await ChatUpstream(reply="answer from backup").start()
-    yield upstream
-    await upstream.close()
 
 
 def config(main_url: str, backup_url: str, *, alias_extra: str = "", main_extra: str = "") -> str:

@@ -20,7 +20,7 @@ import pytest
 from proxy.config import parse_config
 from proxy.limiter import LimiterRegistry
 from tests.conftest import client_for
-from tests.faults import ChatUpstream, closed_port
+from tests.faults import closed_port, main  # noqa: F401 (fixture)
 from tests.helpers import free_port, spawn_proxy, wait_for_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -149,14 +149,7 @@ async def test_without_redis_the_cap_still_holds_per_replica(caplog):
 # ---- three proxy processes ------------------------------------------------------------------
 
 @pytest.fixture
-async def upstream():
-    server = await ChatUpstream().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-def replicas(tmp_path: Path, redis_url, upstream):
+def replicas(tmp_path: Path, redis_url, main):
     """Three `byok-proxy serve` processes sharing one Redis cap of 2 (2 s leases)."""
     config = tmp_path / "config.yaml"
     config.write_text(textwrap.dedent(f"""
@@ -165,7 +158,7 @@ def replicas(tmp_path: Path, redis_url, upstream):
     {concurrency_block(redis_url, lease=2.0)}
     upstreams:
       main:
-        base_url: {upstream.url}/v1
+        base_url: {main.url}/v1
         discover_models: false
         max_concurrent_requests: 2
         queue_timeout: 20
@@ -202,29 +195,29 @@ async def ask(replica) -> str:
     return answer.choices[0].message.content
 
 
-async def test_three_replicas_never_exceed_the_shared_cap(replicas, upstream):
-    upstream.delay_before_headers = 0.3
+async def test_three_replicas_never_exceed_the_shared_cap(replicas, main):
+    main.delay_before_headers = 0.3
     answers = await asyncio.gather(*(ask(replicas[number % 3]) for number in range(12)))
     assert answers == ["hello from upstream"] * 12
-    assert upstream.chat_max_inflight == 2
+    assert main.chat_max_inflight == 2
 
 
-async def test_a_killed_replica_does_not_keep_its_slot_beyond_the_lease(replicas, upstream):
-    upstream.delay_before_headers = 30  # both requests hold their slot until we let go
+async def test_a_killed_replica_does_not_keep_its_slot_beyond_the_lease(replicas, main):
+    main.delay_before_headers = 30  # both requests hold their slot until we let go
     doomed = asyncio.ensure_future(ask(replicas[0]))
     survivor = asyncio.ensure_future(ask(replicas[1]))
     deadline = time.monotonic() + 15
-    while upstream.chat_inflight < 2:
+    while main.chat_inflight < 2:
         assert time.monotonic() < deadline, "the two requests never reached the upstream"
         await asyncio.sleep(0.05)
     replicas[0].process.send_signal(signal.SIGKILL)  # no chance to release anything
     replicas[0].process.wait(10)
-    upstream.delay_before_headers = 0.0
+    main.delay_before_headers = 0.0
     killed_at = time.monotonic()
     # The cap is full (one dead lease, one live request): this waits for the dead lease to expire.
     assert await ask(replicas[2]) == "hello from upstream"
     assert time.monotonic() - killed_at < 2.0 + 6.0, "the dead replica's slot came back with its lease"
-    assert upstream.chat_max_inflight == 2
+    assert main.chat_max_inflight == 2
     survivor.cancel()
     for task in (doomed, survivor):
         with pytest.raises(BaseException):

@@ -76,43 +76,35 @@ async def upstreams():
 
 @pytest.fixture
 def proxy(tmp_path, upstreams):
-    main, backup, spare = (upstream.url for upstream in upstreams)
+    # (name, cap, extra settings): caps of 6, 4 and 2 against 48 parallel clients keep queues busy.
+    layout = [("main", 6, "retries: 1"), ("backup", 4, ""), ("spare", 2, "")]
+    blocks = "".join(f"""
+      {name}:
+        base_url: {upstream.url}/v1
+        discover_models: false
+        max_concurrent_requests: {cap}
+        queue_timeout: 2
+        timeout: {{connect: 1, first_byte: 1, total: 20}}
+        circuit: {{failures: 8, cooldown: 1}}
+        {extra}""" for (name, cap, extra), upstream in zip(layout, upstreams))
     config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(f"""
-    health: {{enabled: false}}
+    config.write_text(textwrap.dedent("""
+    health: {enabled: false}
     shutdown_grace: 2
-    logging: {{requests: false, level: error}}
-    upstreams:
-      main:
-        base_url: {main}/v1
-        discover_models: false
-        max_concurrent_requests: 6
-        queue_timeout: 2
-        retries: 1
-        timeout: {{connect: 1, first_byte: 1, total: 20}}
-        circuit: {{failures: 8, cooldown: 1}}
-      backup:
-        base_url: {backup}/v1
-        discover_models: false
-        max_concurrent_requests: 4
-        queue_timeout: 2
-        timeout: {{connect: 1, first_byte: 1, total: 20}}
-        circuit: {{failures: 8, cooldown: 1}}
-      spare:
-        base_url: {spare}/v1
-        discover_models: false
-        max_concurrent_requests: 2
-        queue_timeout: 2
-        timeout: {{connect: 1, first_byte: 1, total: 20}}
+    logging: {requests: false, level: error}
+    upstreams:""" + blocks + """
     models:
-      soak: {{targets: [main/m1, backup/m2, spare/m3]}}
+      soak: {targets: [main/m1, backup/m2, spare/m3]}
     """))
     port = free_port()
     log = open(tmp_path / "proxy.log", "w")
     process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "-c", str(config), "--port", str(port)],
                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        wait_for_port(port, timeout=30, process=process)
+        try:
+            wait_for_port(port, timeout=30)
+        except TimeoutError:
+            raise RuntimeError((tmp_path / "proxy.log").read_text()) from None
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
