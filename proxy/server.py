@@ -204,7 +204,10 @@ class ProxyApp:
 
 
 async def _close_when_idle(runtime: Runtime, poll: float = 0.1) -> None:
-    grace = runtime.config.shutdown_grace
+    # Its streams may run as long as their upstream's timeout.total allows; closing the
+    # transport under them would cut them, so wait that long (plus the grace) at most.
+    config = runtime.config
+    grace = config.shutdown_grace + max((u.timeout.total for u in config.upstreams.values()), default=0.0)
     waited = 0.0
     while runtime.active_requests > 0 and waited < grace:
         await asyncio.sleep(poll)

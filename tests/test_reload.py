@@ -267,3 +267,28 @@ async def test_an_invalid_config_keeps_the_old_one_serving(tmp_path, slow_upstre
     log = proxy.log
     assert "config reload (SIGHUP)" in log and "failed" in log
     assert "models.chat.targets[0] (line " in log and "no upstream named 'nowhere'" in log
+
+
+async def test_a_stream_longer_than_shutdown_grace_finishes_on_the_old_config(tmp_path, proxy_process):
+    """The old generation stays open for its streams, however long they take (within their timeouts)."""
+    upstream = await OpenAIUpstream(chunks=[f"p{index} " for index in range(8)], chunk_delay=0.3).start()
+    try:
+        path = tmp_path / "config.yaml"
+        path.write_text(config_text(upstream.url, extra=False) + "shutdown_grace: 0.5\n")
+        proxy = proxy_process(path)
+        client = AsyncOpenAI(base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="unused", max_retries=0)
+        stream = await client.chat.completions.create(model="chat", messages=MESSAGES, stream=True)
+        pieces = []
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+                break
+        path.write_text(config_text(upstream.url, extra=True) + "shutdown_grace: 0.5\n")
+        proxy.send_signal(signal.SIGHUP)
+        await wait_until_added(proxy.port)
+        async for chunk in stream:  # about two seconds more, four times the grace
+            if chunk.choices:
+                pieces.append(chunk.choices[0].delta.content or "")
+        assert "".join(pieces) == "".join(f"p{index} " for index in range(8))
+    finally:
+        await upstream.close()
