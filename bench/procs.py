@@ -69,6 +69,54 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, including reaped children."""
+    total = 0
+    for member in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{member}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based from state
+        total += sum(int(value) for value in fields[11:15])
+    return total / _TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent not idle since boot (from /proc/stat)."""
+    try:
+        with open("/proc/stat") as handle:
+            values = [int(value) for value in handle.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / _TICKS
+
+
+class CpuMeter:
+    """How busy the machine was during a phase, and how much of that was not us.
+
+    Other work on the machine (another process, a noisy neighbour) skews every latency;
+    `foreign_cores` says how much of it there was, so a reader can judge a run.
+    """
+
+    def __init__(self):
+        self.started = time.monotonic()
+        self.busy = machine_busy_seconds()
+        self.ours = cpu_seconds(os.getpid())
+
+    def read(self) -> dict:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        busy = machine_busy_seconds() - self.busy
+        ours = cpu_seconds(os.getpid()) - self.ours
+        return {"seconds": elapsed, "busy_cores": busy / elapsed, "ours_cores": ours / elapsed,
+                "foreign_cores": max(0.0, busy - ours) / elapsed}
+
+
 @dataclass
 class Server:
     name: str
@@ -82,6 +130,9 @@ class Server:
 
     def rss_mb(self) -> float:
         return rss_bytes(self.pid) / (1024 * 1024)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def alive(self) -> bool:
         return self.process.poll() is None

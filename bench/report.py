@@ -46,6 +46,7 @@ def summarize_system(runs: dict) -> dict:
         summary["throughput_rps"] = median(r.get("rps") for r in throughput)
         summary["throughput_p99_ms"] = median(_get(r, "latency", "p99_ms") for r in throughput)
         summary["throughput_errors"] = sum(sum((r.get("errors") or {}).values()) for r in throughput)
+        summary["cpu_us_per_request"] = median(r.get("server_cpu_us_per_request") for r in throughput)
     rates: dict = {}
     for run in runs.get("rates") or []:
         for rate, result in run.items():
@@ -74,6 +75,8 @@ def summarize_system(runs: dict) -> dict:
     burst = runs.get("burst") or []
     summary["burst_chunks_per_s"] = {kind: median(_get(r, kind, "chunks_per_s") for r in burst)
                                      for kind in ("openai", "anthropic") if any(kind in r for r in burst)}
+    if runs.get("cpu"):
+        summary["foreign_cores"] = runs["cpu"].get("foreign_cores")
     if "idle_rss_mb_at_start" in runs:
         summary["rss_at_start_mb"] = runs["idle_rss_mb_at_start"]
     if "memory" in runs:
@@ -201,6 +204,11 @@ def markdown(results: dict) -> str:
     lines += _workers_table(summary)
     notes = list(results.get("notes") or [])
     for name in names:
+        foreign = systems[name].get("foreign_cores")
+        if foreign is not None and foreign > 0.1:
+            notes.append(f"while {systems[name]['label']} ran, other processes on the machine used "
+                         f"{foreign:.2f} cores on average: its figures are disturbed by that much")
+    for name in names:
         for count, level in ((systems[name].get("memory") or {}).get("levels") or {}).items():
             if level.get("note"):
                 notes.append(f"{systems[name]['label']}, {count} streams: {level['note']}")
@@ -222,12 +230,14 @@ def _throughput_table(summary: dict, names: list[str]) -> list[str]:
     if not any("throughput_rps" in systems[n] for n in names):
         return []
     lines = ["## Non-streaming throughput (wrk, concurrency 50)", "",
-             "| system | req/s | p99 ms | errors |", "|---|---|---|---|"]
+             "Server CPU per request: CPU time the server process used divided by requests served "
+             "(for direct, the upstream's own cost).", "",
+             "| system | req/s | p99 ms | server CPU µs/request | errors |", "|---|---|---|---|---|"]
     for name in names:
         s = systems[name]
         if "throughput_rps" in s:
             lines.append(f"| {s['label']} | {_fmt(s['throughput_rps'])} | {_fmt(s.get('throughput_p99_ms'))} | "
-                         f"{s.get('throughput_errors', 0)} |")
+                         f"{_fmt(s.get('cpu_us_per_request'), 0)} | {s.get('throughput_errors', 0)} |")
     if summary.get("throughput_vs_litellm"):
         lines += ["", f"byok-proxy / LiteLLM: **{summary['throughput_vs_litellm']:.1f}x**"]
     return lines + [""]

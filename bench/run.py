@@ -60,7 +60,7 @@ class Settings:
 class Context:
     settings: Settings
     workdir: Path
-    upstream_port: int
+    upstream: procs.Server
     notes: list[str] = field(default_factory=list)
 
 
@@ -71,10 +71,18 @@ def log(message: str) -> None:
 # ---- phases -------------------------------------------------------------------------------
 
 async def phase_throughput(system: System, ctx: Context) -> dict:
+    """wrk at fixed concurrency; also the server's own CPU time per request, a figure that
+    other load on the machine hardly disturbs (for `direct`, the upstream's)."""
     endpoint = Endpoint("127.0.0.1", system.port)
     s = ctx.settings
-    return await wrk.throughput(endpoint, system.model("bench"), s.throughput_concurrency, s.throughput_seconds,
-                                ctx.settings.loadgen_cpus)
+    server = system.server or ctx.upstream
+    cpu_before = server.cpu_seconds()
+    result = await wrk.throughput(endpoint, system.model("bench"), s.throughput_concurrency, s.throughput_seconds,
+                                  ctx.settings.loadgen_cpus)
+    requests = result.get("requests") or result.get("ok") or 0
+    if requests:
+        result["server_cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / requests * 1e6
+    return result
 
 
 async def phase_rates(system: System, ctx: Context) -> dict:
@@ -102,7 +110,7 @@ async def phase_burst(system: System, ctx: Context) -> dict:
     openai_endpoint = Endpoint("127.0.0.1", system.port)
     results["openai"] = await loadgen.stream_throughput(openai_endpoint, system.model(s.burst_model),
                                                         s.burst_concurrency, s.burst_streams_each)
-    if system.name == "direct":
+    if system.native:
         anthropic_endpoint = Endpoint("127.0.0.1", system.port, "/v1/messages")
         results["anthropic"] = await loadgen.stream_throughput(anthropic_endpoint, s.burst_model,
                                                                s.burst_concurrency, s.burst_streams_each)
@@ -118,9 +126,9 @@ async def phase_memory(make: "callable", ctx: Context) -> dict:
     limit = procs.raise_open_files_limit()
     results: dict = {"open_files_limit": limit, "levels": {}}
     system: System = make()
-    if system.name == "direct":
-        return {"skipped": "the upstream itself is not measured"}
-    await system.start(ctx.upstream_port, ctx.workdir, s.proxy_cpus, _models(ctx))
+    if system.native:
+        return {"skipped": "only proxies with a memory target are measured"}
+    await system.start(ctx.upstream.port, ctx.workdir, s.proxy_cpus, _models(ctx))
     try:
         results["idle_mb"] = await procs.settle_rss(system.server, 2.0)
         for count in s.hold_counts:
@@ -141,7 +149,7 @@ async def _hold_level(system: System, make, count: int, ctx: Context, limit: int
         workers = math.ceil(needed_per_process / (limit - 256))
         system.stop()
         system = Byok(workers=workers, name=f"byok-{workers}w", logging_requests=system.logging_requests)
-        await system.start(ctx.upstream_port, ctx.workdir, s.proxy_cpus, _models(ctx))
+        await system.start(ctx.upstream.port, ctx.workdir, s.proxy_cpus, _models(ctx))
         note = (f"{count} streams need {needed_per_process} open files but one process may have {limit} here; "
                 f"ran {workers} worker processes pinned to the same single core")
     elif needed_per_process > limit:
@@ -190,8 +198,9 @@ async def warm_up(system: System) -> None:
 async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
     s = ctx.settings
     log(f"{system.name}: starting")
-    await system.start(ctx.upstream_port, ctx.workdir, None if system.name == "direct" else s.proxy_cpus, _models(ctx))
+    await system.start(ctx.upstream.port, ctx.workdir, None if system.name == "direct" else s.proxy_cpus, _models(ctx))
     runs: dict = {"label": system.label, "throughput": [], "rates": [], "streams": [], "burst": []}
+    meter = procs.CpuMeter()
     try:
         if system.server is not None:
             runs["idle_rss_mb_at_start"] = await procs.settle_rss(system.server, 1.0)
@@ -210,9 +219,10 @@ async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
         if system.server is not None:
             runs["rss_after_load_mb"] = system.server.rss_mb()
         runs["label"] = system.label
+        runs["cpu"] = meter.read()
     finally:
         system.stop()
-    if "memory" in phases:
+    if "memory" in phases and not system.native:
         log(f"{system.name}: memory")
         runs["memory"] = await phase_memory(lambda: make_systems([system.name], ctx_logging(ctx))[0], ctx)
     return runs
@@ -229,7 +239,7 @@ async def bench_workers(ctx: Context) -> dict:
     for count in s.workers_scaling:
         system = Byok(workers=count, name=f"byok-{count}w", logging_requests=ctx_logging(ctx))
         log(f"workers: {count}")
-        await system.start(ctx.upstream_port, ctx.workdir, None, _models(ctx))
+        await system.start(ctx.upstream.port, ctx.workdir, None, _models(ctx))
         try:
             await warm_up(system)
             runs = []
@@ -263,7 +273,7 @@ async def run(args: argparse.Namespace) -> dict:
     upstream_port = procs.free_port()
     upstream = procs.spawn("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
                            upstream_port, workdir, cpus=settings.loadgen_cpus, cwd=str(REPO))
-    ctx = Context(settings, workdir, upstream.port)
+    ctx = Context(settings, workdir, upstream)
     if args.no_request_log:
         ctx.notes.append("proxy request logging off (logging.requests: false)")
     results: dict = {"command": args.command_line, "machine": machine_info(), "settings": asdict(settings),
@@ -302,7 +312,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny durations (the CI smoke); numbers mean nothing")
     parser.add_argument("--repeats", type=int, default=None, help="repeat each measurement N times (default 3)")
-    parser.add_argument("--systems", default="direct,byok,litellm", help="comma list of direct,byok,litellm")
+    parser.add_argument("--systems", default="direct,relay,aiohttp,byok,litellm",
+                        help="comma list of direct,relay,aiohttp,byok,litellm (relay and aiohttp are reference floors)")
     parser.add_argument("--phases", default=None, help=f"comma list of {','.join(ALL_PHASES)} (default all)")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.json and latest.md go")
     parser.add_argument("--workdir", default=None, help="configs and server logs (default bench/results/tmp)")

@@ -33,6 +33,9 @@ class System:
     anthropic_prefix: str | None = None   # model prefix routed to the Anthropic-format upstream
     server: Server | None = None
     port: int = 0
+    # Native: the upstream's own paths and model names pass through (direct and the baselines);
+    # Anthropic format is then reached at /v1/messages rather than through a model prefix.
+    native: bool = False
     notes: list[str] = field(default_factory=list)
 
     def model(self, name: str) -> str:
@@ -55,10 +58,26 @@ class System:
 
 class Direct(System):
     def __init__(self):
-        super().__init__("direct", "direct (no proxy)", ready_path=None)
+        super().__init__("direct", "direct (no proxy)", ready_path=None, native=True)
 
     async def start(self, upstream_port, workdir, cpus, models) -> None:
         self.port = upstream_port
+
+
+class Baseline(System):
+    """A reference proxy from bench/baselines.py; like direct, it passes paths and model names as they are."""
+
+    def __init__(self, kind: str, name: str, label: str):
+        super().__init__(name, label, ready_path=None)
+        self.kind = kind
+        self.native = True
+
+    async def start(self, upstream_port, workdir, cpus, models) -> None:
+        self.port = free_port()
+        argv = [sys.executable, "-m", "bench.baselines", self.kind, "--port", str(self.port),
+                "--upstream-port", str(upstream_port)]
+        self.server = spawn(self.name, argv, self.port, workdir, cpus=cpus, cwd=str(REPO))
+        await wait_ready(self.server, self.ready_path, self.start_timeout)
 
 
 class Byok(System):
@@ -145,7 +164,9 @@ class LiteLLM(System):
 
 
 def make_systems(names: list[str], logging_requests: bool = True) -> list[System]:
-    known = {"direct": Direct, "byok": lambda: Byok(logging_requests=logging_requests), "litellm": LiteLLM}
+    known = {"direct": Direct, "byok": lambda: Byok(logging_requests=logging_requests), "litellm": LiteLLM,
+             "relay": lambda: Baseline("relay", "relay", "byte relay (floor for any proxy)"),
+             "aiohttp": lambda: Baseline("aiohttp", "aiohttp", "bare aiohttp proxy (framework floor)")}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise SystemExit(f"unknown systems: {', '.join(unknown)} (known: {', '.join(known)})")
