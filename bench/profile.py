@@ -73,7 +73,7 @@ async def drive(load: str, port: int, seconds: float, cpus: str) -> dict:
 
 async def profile(args: argparse.Namespace) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    workdir = OUT / "tmp"
+    workdir = REPO / "bench" / "results" / "tmp" / "profile"
     upstream_port = procs.free_port()
     upstream = procs.spawn("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
                            upstream_port, workdir, cpus=args.loadgen_cpus, cwd=str(REPO))
