@@ -4,9 +4,9 @@
     python -m bench.profile --load stream --tool pyinstrument
 
 Starts the bench upstream and byok-proxy (pinned like the benchmark), drives the chosen
-load, and writes into bench/results/profile/: the raw samples (py-spy's collapsed stacks,
-or pyinstrument's text tree) and a summary of where the proxy's own CPU goes: the
-functions with the most samples at the top of the stack, and the same grouped by module.
+load, and writes a summary of where the proxy's CPU goes into bench/results/profile/ (the
+functions with the most samples at the top of the stack, and the same grouped by module),
+or pyinstrument's text tree; py-spy's raw collapsed stacks stay in bench/results/tmp/profile.
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ async def profile(args: argparse.Namespace) -> None:
 async def _py_spy(system: Byok, args: argparse.Namespace) -> None:
     if shutil.which("py-spy") is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
-    raw = OUT / f"{args.load}.folded"
+    raw = REPO / "bench" / "results" / "tmp" / "profile" / f"{args.load}.folded"
     recorder = await asyncio.create_subprocess_exec(
         "py-spy", "record", "-p", str(system.server.pid), "-d", str(int(args.seconds)), "-r", "250",
         "-f", "raw", "-o", str(raw), "--nonblocking", stdout=asyncio.subprocess.DEVNULL,
