@@ -6,6 +6,7 @@ import asyncio
 import textwrap
 import time
 
+import aiohttp
 import openai
 import pytest
 
@@ -128,6 +129,14 @@ async def test_streaming_client_disconnect_frees_its_slot_at_once(proxy_factory,
             break  # the first word arrived: the slot is surely held
     queued = asyncio.ensure_future(client_for(proxy).chat.completions.create(model="smart", messages=MESSAGES))
     await _until(lambda: proxy.app.services.limiters.snapshot("main") == (1, 1))
+    async with aiohttp.ClientSession() as session:  # what operators see meanwhile
+        async with session.get(f"{proxy.base_url}/upstreams") as response:
+            [entry] = (await response.json())["data"]
+        async with session.get(f"{proxy.url}/metrics") as response:
+            exposition = await response.text()
+    assert (entry["inflight"], entry["queued"]) == (1, 1)
+    assert 'byok_inflight_requests{upstream="main"} 1.0' in exposition
+    assert 'byok_queued_requests{upstream="main"} 1.0' in exposition
     hung_up = time.monotonic()
     await stream.close()  # the client goes away mid-stream
     main.chunk_delay = 0.0
@@ -137,6 +146,10 @@ async def test_streaming_client_disconnect_frees_its_slot_at_once(proxy_factory,
     assert answer.choices[0].message.content == "hello from upstream"
     await _until(lambda: main.chat_inflight == 0)  # the upstream saw the hang-up too
     assert proxy.app.services.limiters.snapshot("main") == (0, 0)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{proxy.url}/metrics") as response:
+            exposition = await response.text()
+    assert 'byok_queue_wait_seconds_count{upstream="main"} 2.0' in exposition  # both granted slots
 
 
 async def test_failed_attempts_give_their_slot_back(proxy_factory, main):
