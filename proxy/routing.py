@@ -7,14 +7,14 @@ upstream declares or discovered. Anything else: 404 with close matches.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Iterable
+from typing import Callable, Collection
 
 from proxy.config import Config, UpstreamConfig
 from proxy.errors import InvalidRequest, ModelNotFound
 from proxy.exchange import Target
 
-# upstream name -> model ids it discovered from its catalog (empty when unknown)
-DiscoveredModels = Callable[[str], Iterable[str]]
+# upstream name -> model ids it discovered from its catalog (a set-like; empty when unknown)
+DiscoveredModels = Callable[[str], Collection[str]]
 
 
 class Router:
@@ -55,7 +55,7 @@ class Router:
 
     def _owners(self, model: str) -> list[UpstreamConfig]:
         return [upstream for upstream in self.config.upstreams.values()
-                if model in upstream.models or model in set(self._discovered(upstream.name))]
+                if model in upstream.models or model in self._discovered(upstream.name)]
 
     def _default_targets(self) -> tuple[Target, ...]:
         upstream = self.default_upstream()

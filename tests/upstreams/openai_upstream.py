@@ -74,6 +74,10 @@ class OpenAIUpstream:
         return [r for r in self.requests if not (r.method == "GET" and r.path.endswith("/models"))][-1]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and request.path.endswith("/models") and self.override is None \
+                and not self.fail_status:
+            # the proxy's background catalog fetch: answered without counting as a client request
+            return web.json_response({"object": "list", "data": self.models})
         body = await request.read()
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(Received(request.method, request.path, CIMultiDict(request.headers), body,
