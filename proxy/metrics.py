@@ -107,9 +107,9 @@ class Metrics:
                                 ["upstream", "reason"], registry=registry)
         self.config_reloads = Counter("byok_config_reloads", "Config reloads, by result", ["result"],
                                       registry=registry)
-        self.proxy_overhead = Histogram("byok_proxy_overhead_seconds", "Time spent in the proxy itself: the "
-                                        "request's duration up to its answer minus the time waiting on upstreams "
-                                        "and for slots", buckets=OVERHEAD_BUCKETS, registry=registry)
+        self.proxy_overhead = Histogram("byok_proxy_overhead_seconds", "The proxy's own time on a request from "
+                                        "accepting it to calling the upstream (routing, middleware, encoding), "
+                                        "slot waits excluded", buckets=OVERHEAD_BUCKETS, registry=registry)
         for result in RELOAD_RESULTS:
             self.config_reloads.labels(result)  # both series exist from the start, so rate() works
         self._state = _StateCollector()
@@ -241,9 +241,9 @@ def _rejection(is_last: bool, error: Any) -> str:
 
 
 def _overhead(request: Any) -> float | None:
-    """The proxy's own time before the upstream was called: parsing, routing, middleware,
-    encoding — minus any time queued for a slot. Only for requests sent once (no fallback
-    or retry waits in between) that reached an upstream."""
+    """The proxy's own time from accepting the request (body read and validated) to calling
+    the upstream: routing, middleware, encoding — minus any time queued for a slot. Only
+    for requests sent once (no fallback or retry waits in between) that reached an upstream."""
     trace = request.trace
     dispatched = getattr(trace, "dispatched_at", None)
     if dispatched is None or len(trace.attempts) > 1:
