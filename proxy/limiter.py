@@ -40,10 +40,6 @@ class Slot:
         if release is not None:
             release()
 
-    @property
-    def held(self) -> bool:
-        return self._release is not None
-
 
 class LocalLimiter:
     """FIFO semaphore. A released slot is handed straight to the oldest waiter, so a
@@ -120,8 +116,6 @@ class LocalLimiter:
             self._waiters.remove(waiter)
         elif waiter.done() and not waiter.cancelled() and waiter.result():
             self._release()
-
-
 
 
 class LimiterRegistry:

@@ -169,7 +169,8 @@ class RedisBackend:
                     continue
                 slots, _, queue_expiry, _ = limiter.keys
                 try:
-                    lost = await self._renew(keys=[slots, queue_expiry], args=[self.lease_ms, len(held), *held, *waiting])
+                    lost = await self._renew(keys=[slots, queue_expiry],
+                                             args=[self.lease_ms, len(held), *held, *waiting])
                 except self.errors as exc:
                     log.warning("concurrency: cannot renew redis leases of '%s': %s", limiter.name, exc)
                     continue
