@@ -26,7 +26,6 @@ from proxy.exchange import ProxyRequest, ProxyResponse
 from proxy.http_guard import GuardedRunner
 from proxy.logs import record_refusal
 from proxy.runtime import Runtime
-from proxy.secrets import redact
 from proxy.services import Services
 
 log = logging.getLogger("byok.server")
@@ -135,7 +134,7 @@ class ProxyApp:
         runtime.active_requests += 1
         received, proxy_request = time.monotonic(), None
         try:
-            proxy_request = await self._proxy_request(request, request_id, runtime)
+            proxy_request = await self._proxy_request(request, request_id, runtime, received)
             response = await runtime.handler(proxy_request)
         except ProxyError as exc:
             if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
@@ -157,7 +156,8 @@ class ProxyApp:
         return web.Response(status=response.status, body=response.body, headers=headers,
                             content_type=_bare_type(response.content_type))
 
-    async def _proxy_request(self, request: web.Request, request_id: str, runtime: Runtime) -> ProxyRequest:
+    async def _proxy_request(self, request: web.Request, request_id: str, runtime: Runtime,
+                             started: float) -> ProxyRequest:
         config = runtime.config
         self._authenticate(request)
         raw = await _read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
@@ -173,7 +173,6 @@ class ProxyApp:
         elif path == "chat/completions":
             validation.parse_json_object(raw, config.limits)  # raises the right 400
         stream_options = body.get("stream_options") if body else None
-        started = time.monotonic()
         timeout = config.limits.request_timeout
         targets = runtime.router.resolve(model)
         return ProxyRequest(
@@ -312,8 +311,6 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 
 
 def _error_response(error: ProxyError, request_id: str) -> web.Response:
-    if error.status >= 500:
-        log.warning("request %s failed: %s", request_id, redact(error.message))
     headers = {**error.headers}
     if request_id:
         headers["x-request-id"] = request_id

@@ -17,7 +17,7 @@ import uuid
 from typing import Any, AsyncIterator
 
 from proxy import jsonutil
-from proxy.errors import InvalidRequest, NotFound, UpstreamHTTPError, UpstreamTimeout
+from proxy.errors import InvalidRequest, NotFound, UpstreamTimeout
 from proxy.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.sse import SSEEvent, done_event
 from proxy.wire.openai import chunk_event, error_from_openai_body, record_usage, usage_event
