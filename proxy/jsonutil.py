@@ -2,7 +2,8 @@
 
 Both paths reject NaN/Infinity (and numbers that overflow to them) and lone
 surrogates on input, so a hostile body cannot smuggle non-standard values
-through to an upstream, and both raise only ValueError.
+through to an upstream. Both raise ValueError for what JSON cannot carry, in
+either direction (dumps too: nesting or an integer past 64 bits from upstream).
 """
 from __future__ import annotations
 
@@ -88,15 +89,21 @@ if _orjson is not None:
             raise ValueError(str(exc)) from None
 
     def dumps(value: Any) -> bytes:
-        return _orjson.dumps(value)
+        try:
+            return _orjson.dumps(value)
+        except _orjson.JSONEncodeError as exc:  # nesting or an integer JSON here cannot carry
+            raise ValueError(f"cannot write as JSON: {exc}") from None
 
     def dumps_str(value: Any) -> str:
-        return _orjson.dumps(value).decode()
+        return dumps(value).decode()
 else:  # pragma: no cover
     loads = _stdlib_loads
 
-    def dumps(value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
     def dumps_str(value: Any) -> str:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except RecursionError:
+            raise ValueError("cannot write as JSON: nested too deeply") from None
+
+    def dumps(value: Any) -> bytes:
+        return dumps_str(value).encode()

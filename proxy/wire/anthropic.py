@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Mapping
 
 from proxy import jsonutil
 from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamError
+from proxy.errors import UpstreamError, UpstreamProtocolError
 from proxy.exchange import ProxyRequest, Target
 from proxy.sse import SSEEvent
 from proxy.wire import anthropic_stream
@@ -30,7 +30,11 @@ class AnthropicAdapter:
         return encode_request(request.body or {}, target, stream=request.stream)
 
     def decode_chat(self, payload: bytes, request: ProxyRequest, target: Target) -> bytes:
-        return decode_message(payload, request, target)
+        try:
+            return decode_message(payload, request, target)
+        except ValueError:  # values JSON cannot carry back out (nesting, integers past 64 bits)
+            raise UpstreamProtocolError(target.upstream.name, "answered with a message the proxy cannot "
+                                                              "re-encode") from None
 
     def translate_stream(self, events: AsyncIterator[SSEEvent], request: ProxyRequest,
                          target: Target) -> AsyncIterator[SSEEvent]:

@@ -42,7 +42,7 @@ OVERLOADED_STATUS = 529
 def finish_reason(stop_reason: Any) -> str | None:
     if stop_reason is None:
         return None
-    return FINISH_REASONS.get(stop_reason, "stop")
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
 def openai_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,7 +65,8 @@ def openai_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
 
 def _count(usage: Mapping[str, Any], name: str) -> int:
     value = usage.get(name)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # past 2**53 a count is garbage, and sums of such would not fit the 64 bits JSON output allows
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**53 else 0
 
 
 def record_usage(request: ProxyRequest, usage: Mapping[str, Any]) -> None:

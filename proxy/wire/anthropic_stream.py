@@ -204,8 +204,12 @@ async def translate(events: AsyncIterator[SSEEvent], request: ProxyRequest,
                 payload = event.json()
             except ValueError:
                 raise UpstreamProtocolError(upstream, "sent a stream event whose data is not JSON") from None
-            for chunk in translator.feed(payload):
-                yield SSEEvent.from_json(chunk)
+            try:
+                chunks = [SSEEvent.from_json(chunk) for chunk in translator.feed(payload)]
+            except ValueError:  # values JSON cannot carry back out (nesting, integers past 64 bits)
+                raise UpstreamProtocolError(upstream, "sent a stream event the proxy cannot re-encode") from None
+            for chunk in chunks:
+                yield chunk
             if translator.finished:
                 record_usage(request, openai_usage(translator.usage))
                 yield done_event()
