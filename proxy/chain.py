@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkabl
 
 from proxy.config import Config, PluginSpec
 from proxy.exchange import ProxyRequest, ProxyResponse
+from proxy.secrets import redact_config
 from proxy.yamlschema import thaw
 
 Handler = Callable[[ProxyRequest], Awaitable[ProxyResponse]]
@@ -77,12 +78,14 @@ def load_user_plugin(spec: PluginSpec, context: PluginContext) -> Any:
         module = importlib.import_module(module_name)
         factory = getattr(module, attribute)
     except (ImportError, AttributeError) as exc:
-        raise PluginLoadError(f"plugin '{spec.path}' cannot be loaded: {exc}") from None
+        raise PluginLoadError(redact_config(f"plugin '{spec.path}' cannot be loaded: {exc}")) from None
     plugin_context = PluginContext(context.config, context.services, thaw(spec.options) or {})
     try:
         middleware = factory(plugin_context)
     except Exception as exc:  # a broken plugin must stop startup with its name, not a traceback
-        raise PluginLoadError(f"plugin '{spec.path}' failed to start: {type(exc).__name__}: {exc}") from None
+        # its message may quote its options, which may hold a value from ${ENV}
+        raise PluginLoadError(redact_config(f"plugin '{spec.path}' failed to start: {type(exc).__name__}: {exc}")) \
+            from None
     if not callable(middleware) or not inspect.iscoroutinefunction(getattr(middleware, "__call__", None)):
         raise PluginLoadError(f"plugin '{spec.path}' must produce an object with async __call__(request, call_next)")
     return middleware

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Mapping
 
 from proxy import jsonutil
-from proxy.secrets import redact
+from proxy.secrets import redact, redact_value
 
 ACCESS_LOGGER = "byok.access"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -100,8 +100,10 @@ def log_request(entry: RequestLog, logger: logging.Logger | None = None) -> None
     level = logging.WARNING if _is_server_error(entry.status) else logging.INFO
     if target.isEnabledFor(level):
         # Built directly: Logger.log would walk the stack for a caller this line does not need.
-        record = target.makeRecord(target.name, level, __file__, 0, entry.summary(), None, None,
-                                   extra={FIELDS_ATTRIBUTE: entry.fields()})
+        # Redacted here, not only by our formatter: any handler a user adds sees the record as is,
+        # and `error` may quote an upstream that echoed the key back.
+        record = target.makeRecord(target.name, level, __file__, 0, redact(entry.summary()), None, None,
+                                   extra={FIELDS_ATTRIBUTE: redact_value(entry.fields())})
         target.handle(record)
 
 
@@ -164,11 +166,38 @@ def setup_logging(settings: Any, stream: IO[str] | None = None) -> logging.Handl
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(LEVELS[settings.level])
+    install_record_redaction()
     # Our access line replaces aiohttp's; its warnings and errors still come through.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     access = logging.getLogger(ACCESS_LOGGER)
     access.disabled = not settings.requests
     return handler
+
+
+def install_record_redaction() -> None:
+    """Redact every log record as it is made, whoever logs it: any handler (one a plugin adds, a
+    test's capture) then sees `***`, not only ours. The message is rendered once, its args
+    dropped; a traceback is rendered and redacted into `exc_text`, which formatters reuse."""
+    base = logging.getLogRecordFactory()
+    if getattr(base, _handler_marker, False):
+        return
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call: leave it to the handler to report
+            return record
+        record.msg, record.args = redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+        return record
+
+    setattr(make, _handler_marker, True)
+    logging.setLogRecordFactory(make)
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 def record_refusal(services: Any, method: str, path: str, request_id: str, error: Any,

@@ -81,11 +81,20 @@ class _Registry:
 
 
 _registry = _Registry()
+# Values a config took from the environment, in any field. Whether they are secrets is not
+# known (a base URL may embed a token), so they are scrubbed from messages about the config
+# only (validation problems, plugin load failures), never from the rest of the logs.
+_config_values = _Registry()
 
 
 def redact(text: str) -> str:
     """`text` with every known secret replaced by ***."""
     return _registry.redact(text)
+
+
+def redact_config(text: str) -> str:
+    """For messages about a config: secrets and every value substituted from `${ENV}` become ***."""
+    return _config_values.redact(_registry.redact(text))
 
 
 def redact_value(value: Any) -> Any:
@@ -112,6 +121,7 @@ def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
         name = match.group(1)
         if name not in env:
             raise SecretError(f"environment variable {name} is not set")
+        _config_values.add(env[name])
         return env[name]
 
     return _ENV_REFERENCE.sub(lookup, text)

@@ -21,6 +21,7 @@ from proxy.errors import (InvalidRequest, ProxyError, UpstreamError, UpstreamPro
                           UpstreamUnreachable)
 from proxy.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.options import merge_options
+from proxy.secrets import redact
 from proxy.sse import SSEEvent, SSEParser
 from proxy.wire import adapter_for, mock
 
@@ -238,6 +239,6 @@ def _passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
     kept = {}
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered.startswith(_FORWARDED_RESPONSE_PREFIXES):
-            kept["x-upstream-request-id" if lowered == "x-request-id" else lowered] = value
+        if lowered.startswith(_FORWARDED_RESPONSE_PREFIXES):  # redacted: an upstream may echo the key
+            kept["x-upstream-request-id" if lowered == "x-request-id" else lowered] = redact(value)
     return kept

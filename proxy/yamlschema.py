@@ -19,7 +19,8 @@ from typing import Any, Callable, Literal, Mapping, Union
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from proxy.secrets import ENC_PREFIX, Keyring, Secret, SecretError, has_env_reference, remember, resolve
+from proxy.secrets import (ENC_PREFIX, Keyring, Secret, SecretError, has_env_reference, redact_config, remember,
+                           resolve)
 
 
 class JSONValue:
@@ -34,7 +35,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f" (line {self.line})" if self.line is not None else ""
-        return f"{self.path or '<root>'}{where}: {self.message}"
+        # The one place problems become text: a value from ${ENV} or enc: is never quoted back.
+        return redact_config(f"{self.path or '<root>'}{where}: {self.message}")
 
 
 class Builder:
