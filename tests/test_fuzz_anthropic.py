@@ -227,7 +227,7 @@ def corrupted_messages(draw) -> dict:
         new = draw(HOSTILE | VALUES)
         if path[0] == "content" and len(path) == 2:
             content = message["content"]
-            if isinstance(content, list) and isinstance(content[path[1]], dict):
+            if isinstance(content, list) and len(content) > path[1] and isinstance(content[path[1]], dict):
                 content[path[1]] = {**content[path[1]], field: new}
         elif len(path) == 2:
             message[path[0]] = {**message[path[0]], path[1]: new} if isinstance(message[path[0]], dict) else new
