@@ -72,7 +72,7 @@ class GuardedServer(web.Server):
         super().connection_made(handler, transport)
         if len(self._connections) > self.limits().max_connections:
             self._over_limit.add(handler)
-            self._loop.call_later(OVER_LIMIT_GRACE, handler.close)
+            self._loop.call_later(OVER_LIMIT_GRACE, handler.force_close)  # refused anyway: no more waiting
 
     async def _admit(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.protocol in self._over_limit and request.path not in ALWAYS_SERVED:

@@ -225,3 +225,21 @@ async def test_connections_beyond_max_connections_get_503_and_probes_still_answe
     client = client_for(proxy, api_key=KEY)
     completion = await client.chat.completions.create(**GOOD)
     assert completion.choices[0].message.content
+
+
+async def test_a_connection_over_the_limit_that_sends_nothing_is_closed(proxy):
+    held = []
+    try:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(*address(proxy))
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n")
+            assert (await read_response(reader))[0] == 200
+            held.append(writer)
+        reader, writer = await asyncio.open_connection(*address(proxy))
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # closed without a word (it asked nothing)
+        assert time.monotonic() - started < 20  # generous: the grace is 5 s
+        writer.close()
+    finally:
+        for held_writer in held:
+            held_writer.close()
