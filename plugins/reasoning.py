@@ -12,13 +12,13 @@ With the setting off (the default) responses pass through untouched.
 """
 from __future__ import annotations
 
-from contextlib import aclosing
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 from proxy import reasoning
 from proxy.chain import Handler, PluginContext
 from proxy.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.sse import SSEEvent
+from proxy.streamguard import FilteredStream
 
 # Cheap byte test before any JSON parsing: most chunks carry no reasoning at all.
 _REASONING_MARK = b'"reasoning'
@@ -69,10 +69,8 @@ def _normalize(response: ProxyResponse) -> None:
         response.body = reasoning.normalize_payload(response.body)
 
 
-async def _normalized_events(events: AsyncIterator[SSEEvent]) -> AsyncIterator[SSEEvent]:
-    async with aclosing(events):
-        async for event in events:
-            yield _normalized_event(event)
+def _normalized_events(events: AsyncIterator[SSEEvent]) -> AsyncIterator[SSEEvent]:
+    return FilteredStream(events, _normalized_event)
 
 
 def _normalized_event(event: SSEEvent) -> SSEEvent:

@@ -10,15 +10,15 @@
 from __future__ import annotations
 
 import time
-from contextlib import aclosing
 from typing import AsyncIterator
 
+from proxy import jsonutil
 from proxy.chain import Handler, PluginContext
+from proxy.errors import UpstreamProtocolError
 from proxy.exchange import ProxyRequest, ProxyResponse
 from proxy.sse import SSEEvent
-from proxy.wire.openai import completion_to_events, is_content_chunk, record_usage
-from proxy import jsonutil
-from proxy.errors import UpstreamProtocolError
+from proxy.streamguard import FilteredStream, commits
+from proxy.wire.openai import completion_to_events, record_usage
 
 
 class StreamingMiddleware:
@@ -39,20 +39,22 @@ class StreamingMiddleware:
         return response
 
 
-async def observe(events: AsyncIterator[SSEEvent], request: ProxyRequest) -> AsyncIterator[SSEEvent]:
+def observe(events: AsyncIterator[SSEEvent], request: ProxyRequest) -> AsyncIterator[SSEEvent]:
     trace = request.trace
     drop_usage = not request.client_wants_usage
-    async with aclosing(events):
-        async for event in events:
-            if _carries_usage(event.raw):
-                chunk = _json_or_none(event)
-                if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                    record_usage(request, chunk["usage"])
-                    if drop_usage and not chunk.get("choices"):
-                        continue
-            if trace.first_token_at is None and is_content_chunk(event):
-                trace.first_token_at = time.monotonic()
-            yield event
+
+    def watch(event: SSEEvent) -> SSEEvent | None:
+        if _carries_usage(event.raw):
+            chunk = _json_or_none(event)
+            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+                record_usage(request, chunk["usage"])
+                if drop_usage and not chunk.get("choices"):
+                    return None  # the usage chunk the proxy asked for, not the client
+        if trace.first_token_at is None and commits(event):
+            trace.first_token_at = time.monotonic()
+        return event
+
+    return FilteredStream(events, watch)
 
 
 def _carries_usage(raw: bytes) -> bool:

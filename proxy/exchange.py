@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping, Optional
+from typing import Any, AsyncIterator, Callable, Mapping, Optional
 
 from proxy.config import AliasConfig, ModelSettings, UpstreamConfig
 from proxy.sse import SSEEvent
@@ -54,6 +54,14 @@ class RequestTrace:
     upstream_time: float = 0.0
     served_by: str | None = None
     dispatched_at: float | None = None  # when the transport last sent it upstream (proxy overhead metric)
+    # Run by the server when the request ends, whatever happened: the transport registers each
+    # upstream stream's close here, so a connection is freed even if a wrapper never iterated it.
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def finish(self) -> None:
+        cleanups, self.cleanups = self.cleanups, []
+        for cleanup in cleanups:
+            cleanup()
 
 
 @dataclass(frozen=True, slots=True)

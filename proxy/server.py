@@ -132,7 +132,7 @@ class ProxyApp:
         request_id = _request_id(request)
         runtime = self.runtime  # one generation for the whole request, even across a reload
         runtime.active_requests += 1
-        received, proxy_request = time.monotonic(), None
+        received, proxy_request, response = time.monotonic(), None, None
         try:
             proxy_request = await self._proxy_request(request, request_id, runtime, received)
             response = await runtime.handler(proxy_request)
@@ -146,6 +146,8 @@ class ProxyApp:
                                               code="internal_error"), request_id)
         finally:
             runtime.active_requests -= 1
+            if proxy_request is not None and not (response is not None and response.is_stream):
+                proxy_request.trace.finish()
         headers = {**response.headers, **_trace_headers(proxy_request, response), "x-request-id": request_id}
         if response.is_stream:
             runtime.active_requests += 1  # a stream keeps its config generation open until it ends (reload)
@@ -153,6 +155,7 @@ class ProxyApp:
                 return await _write_stream(request, response, headers)
             finally:
                 runtime.active_requests -= 1
+                proxy_request.trace.finish()
         return web.Response(status=response.status, body=response.body, headers=headers,
                             content_type=_bare_type(response.content_type))
 

@@ -19,9 +19,10 @@ from collections import deque
 from contextlib import aclosing
 from typing import AsyncIterator, Callable, Iterable, Optional
 
-from proxy.errors import UpstreamError, UpstreamHTTPError, UpstreamProtocolError
+from proxy.errors import UpstreamError
 from proxy.exchange import ProxyResponse
 from proxy.sse import SSEEvent
+from proxy.wire.openai import error_event
 
 # A delta with any of these (non-empty) means the answer has begun.
 CONTENT_FIELDS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call", "audio")
@@ -71,6 +72,37 @@ class GuardedStream:
                 self._on_close()
 
 
+class FilteredStream:
+    """Events passed through `transform` one by one (None drops an event), with the same
+    cleanup promise as GuardedStream: `aclose()` closes the inner stream even if never started."""
+
+    __slots__ = ("_inner", "_transform", "_closed")
+
+    def __init__(self, inner: AsyncIterator[SSEEvent], transform: Callable[[SSEEvent], Optional[SSEEvent]]):
+        self._inner = inner
+        self._transform = transform
+        self._closed = False
+
+    def __aiter__(self) -> "FilteredStream":
+        return self
+
+    async def __anext__(self) -> SSEEvent:
+        try:
+            while True:
+                event = self._transform(await self._inner.__anext__())
+                if event is not None:
+                    return event
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            async with aclosing(self._inner):
+                pass
+
+
 async def await_commit(response: ProxyResponse, upstream: str,
                        on_late_failure: Optional[FailureHook] = None) -> ProxyResponse:
     """Return `response` once its stream has committed (plain bodies at once); raise the
@@ -85,7 +117,7 @@ async def await_commit(response: ProxyResponse, upstream: str,
                 event = await inner.__anext__()
             except StopAsyncIteration:
                 break  # ended cleanly before any content: an empty answer is still an answer
-            failure = error_in(event, upstream)
+            failure = error_event(event, upstream)
             if failure is not None:
                 raise failure
             held.append(event)
@@ -120,22 +152,3 @@ def commits(event: SSEEvent) -> bool:
         if isinstance(delta, dict) and any(delta.get(name) for name in CONTENT_FIELDS):
             return True
     return False
-
-
-def error_in(event: SSEEvent, upstream: str) -> Optional[UpstreamError]:
-    """An in-stream error event (OpenRouter and others send these) as the matching error."""
-    if b"error" not in event.raw or event.data is None or event.is_done:
-        return None
-    try:
-        payload = event.json()
-    except ValueError:
-        return None
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if not error:
-        return None
-    body = error if isinstance(error, dict) else {"message": str(error)}
-    message = str(body.get("message") or error)
-    code = body.get("code")
-    if isinstance(code, int) and 400 <= code <= 599:
-        return UpstreamHTTPError(upstream, code, message, upstream_body=body)
-    return UpstreamProtocolError(upstream, f"stream failed before its first content: {message}")

@@ -119,6 +119,7 @@ class Transport:
                 raise adapter.decode_error(upstream, response.status, payload, response.headers)
             passthrough = _passthrough_headers(response.headers)
             if response.content_type == SSE_TYPE:
+                request.trace.cleanups.append(response.close)
                 events = _read_events(response, upstream, deadline, budget)
                 if request.is_chat:
                     events = adapter.translate_stream(events, request, target)

@@ -47,7 +47,9 @@ class OpenAIAdapter:
                     yield event
                     return
                 if b'"error"' in raw[:24]:
-                    raise stream_error(target.upstream, event)
+                    failure = error_event(event, name)
+                    if failure is not None:
+                        raise failure
                 last = event
                 yield event
         finally:
@@ -84,19 +86,24 @@ def _finished(event: SSEEvent) -> bool:
     return all(isinstance(choice, dict) and choice.get("finish_reason") for choice in choices)
 
 
-def stream_error(upstream: UpstreamConfig, event: SSEEvent) -> UpstreamError:
-    """An upstream's in-stream error event (OpenRouter and others send these) as an error."""
+def error_event(event: SSEEvent, upstream: str) -> UpstreamError | None:
+    """An in-stream `{"error": ...}` event (OpenRouter and others send these) as the matching
+    error, or None when the event is not one."""
+    if b"error" not in event.raw or event.data is None or event.is_done:
+        return None
     try:
         payload = event.json()
-        error = payload.get("error") if isinstance(payload, dict) else None
     except ValueError:
-        error = None
-    if not isinstance(error, dict):
-        return UpstreamProtocolError(upstream.name, "sent an error event that could not be read")
-    code = error.get("code")
-    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
-    return UpstreamHTTPError(upstream.name, status, str(error.get("message") or "stream failed"),
-                             upstream_body=error)
+        return None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not error:
+        return None
+    body = error if isinstance(error, dict) else {"message": str(error)}
+    message = str(body.get("message") or "the stream failed")
+    code = body.get("code")
+    if isinstance(code, int) and 400 <= code <= 599:
+        return UpstreamHTTPError(upstream, code, message, upstream_body=body)
+    return UpstreamProtocolError(upstream, f"the stream failed: {message}")
 
 
 def error_from_openai_body(upstream: UpstreamConfig, status: int, payload: bytes,
@@ -191,29 +198,3 @@ def completion_to_events(completion: dict[str, Any], include_usage: bool) -> lis
         events.append(usage_event(completion_id, model, created, completion["usage"]))
     events.append(done_event())
     return events
-
-
-_CONTENT_FIELDS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call")
-
-
-def is_content_chunk(event: SSEEvent) -> bool:
-    """Whether a chunk carries content, a tool call or reasoning (not just the role preamble).
-
-    This is the stream's commit point: until such a chunk, nothing the client
-    could act on has been said, so a failure can still move elsewhere unseen.
-    """
-    if not event.raw.startswith(b"data:") or event.is_done:
-        return False
-    try:
-        chunk = event.json()
-    except ValueError:
-        return False
-    if not isinstance(chunk, dict):
-        return False
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and any(delta.get(field) for field in _CONTENT_FIELDS):
-            return True
-        if isinstance(choice, dict) and choice.get("finish_reason"):
-            return True  # an empty answer is still an answer
-    return False
