@@ -29,6 +29,24 @@ class Target:
         return f"{self.upstream.name}/{self.model}"
 
 
+def requested_max_tokens(body: Mapping[str, Any], alias: Optional[AliasConfig],
+                         model: Optional[ModelSettings]) -> Optional[int]:
+    """The output cap asked for: the request's (`max_completion_tokens`, then `max_tokens`),
+    else the alias's `max_tokens`, else the model's; None when nobody says."""
+    from proxy.errors import InvalidRequest
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
+        return value
+    for configured in (alias, model):
+        if configured is not None and configured.max_tokens:
+            return configured.max_tokens
+    return None
+
+
 @dataclass(slots=True)
 class Attempt:
     upstream: str

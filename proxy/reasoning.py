@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from proxy import jsonutil
 from proxy.config import EFFORT_LEVELS, AliasConfig, ModelSettings, UpstreamConfig
 from proxy.errors import InvalidRequest
+from proxy.exchange import requested_max_tokens
 
 # Anthropic refuses a thinking budget below this (and one not below max_tokens).
 MIN_THINKING_BUDGET = 1024
@@ -282,7 +283,7 @@ def _write_budget(out: dict[str, Any], reasoning: Reasoning, budgets: Mapping[st
         return
     budget = reasoning.budget_tokens or budgets.get(reasoning.level or "", 0) or budgets.get(DEFAULT_ON_LEVEL, 0)
     budget = max(MIN_THINKING_BUDGET, budget)
-    answer = _max_tokens(out, alias, settings)
+    answer = requested_max_tokens(out, alias, settings)
     # Thinking tokens count against max_tokens: keep the client's answer room on top of the budget.
     out["max_tokens"] = answer if answer is not None and answer > budget else budget + (answer or DEFAULT_ANSWER_TOKENS)
     out.pop("max_completion_tokens", None)
@@ -299,21 +300,6 @@ def _write_adaptive(out: dict[str, Any], reasoning: Reasoning, budgets: Mapping[
     out["thinking"] = {"type": "adaptive"}
     out["output_config"] = config
     _drop_refused_sampling(out)
-
-
-def _max_tokens(body: Mapping[str, Any], alias: AliasConfig | None, settings: ModelSettings | None) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
-        return value
-    if alias is not None and alias.max_tokens:
-        return alias.max_tokens
-    if settings is not None and settings.max_tokens:
-        return settings.max_tokens
-    return None
 
 
 def _drop_refused_sampling(out: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from proxy.config import UpstreamConfig
 from proxy.errors import InvalidRequest
-from proxy.exchange import Target
+from proxy.exchange import Target, requested_max_tokens
 from proxy.wire.anthropic_messages import thinking_blocks_of, translate_messages
 
 # max_tokens is required upstream; used when neither the request nor the config gives one.
@@ -35,7 +35,8 @@ def encode_request(body: Mapping[str, Any], target: Target, stream: bool) -> dic
     thinking = _thinking(body, tool_choice)
     thinking_on = thinking is not None and thinking.get("type") != "disabled"
     system, messages = translate_messages(_messages(body), keep_thinking=thinking_on)
-    native: dict[str, Any] = {"model": target.model, "max_tokens": _max_tokens(body, target)}
+    max_tokens = requested_max_tokens(body, target.alias_config, target.model_config) or DEFAULT_MAX_TOKENS
+    native: dict[str, Any] = {"model": target.model, "max_tokens": max_tokens}
     if system is not None:
         native["system"] = system
     native["messages"] = messages
@@ -93,20 +94,6 @@ def _messages(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         if not isinstance(message, Mapping):
             raise InvalidRequest(f"messages[{index}] must be an object", param=f"messages[{index}]")
     return messages
-
-
-def _max_tokens(body: Mapping[str, Any], target: Target) -> int:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
-        return value
-    for configured in (target.alias_config, target.model_config):  # the same order the reasoning middleware uses
-        if configured is not None and configured.max_tokens:
-            return configured.max_tokens
-    return DEFAULT_MAX_TOKENS
 
 
 # ---- sampling ---------------------------------------------------------------------------------
