@@ -337,3 +337,22 @@ def test_validation_messages_never_quote_a_secret(tmp_path, label):
     leaks += find_leaks("serve output", serve.stdout + serve.stderr)
     assert leaks == [], "\n".join(leaks) + "\n" + validate.stdout + serve.stderr
     assert "Traceback" not in validate.stderr + serve.stderr
+
+
+# ---- the check command, against an upstream that echoes the key --------------------------------------------
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+async def test_check_never_prints_the_key_an_upstream_echoes(tmp_path, upstreams, extra):
+    openai_upstream, _ = upstreams
+    openai_upstream.fail_status, openai_upstream.fail_body = 401, echoing_error(401)
+    openai_upstream.fail_headers = dict(ECHO_HEADERS)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"upstreams:\n  up:\n    base_url: {openai_upstream.url}/v1\n"
+                      f"    api_key: {Keyring([MASTER_KEY]).encrypt(UPSTREAM_KEY)}\n    models: {{gpt-test: {{}}}}\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "check", "-c", str(config), *extra, cwd=ROOT,
+        env={**os.environ, "BYOK_MASTER_KEY": MASTER_KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    output = (stdout + stderr).decode()
+    assert process.returncode == 1 and "invalid" in output  # it did reach the refusing upstream
+    assert find_leaks("check output", output) == []
