@@ -348,7 +348,8 @@ async def test_check_never_prints_the_key_an_upstream_echoes(tmp_path, upstreams
     openai_upstream.fail_headers = dict(ECHO_HEADERS)
     config = tmp_path / "config.yaml"
     config.write_text(f"upstreams:\n  up:\n    base_url: {openai_upstream.url}/v1\n"
-                      f"    api_key: {Keyring([MASTER_KEY]).encrypt(UPSTREAM_KEY)}\n    models: {{gpt-test: {{}}}}\n")
+                      f"    api_key: {Keyring([MASTER_KEY]).encrypt(UPSTREAM_KEY)}\n    models: {{gpt-test: {{}}}}\n"
+                      f"    headers: {{x-team-secret: '{Keyring([MASTER_KEY]).encrypt(HEADER_SECRET)}'}}\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "check", "-c", str(config), *extra, cwd=ROOT,
         env={**os.environ, "BYOK_MASTER_KEY": MASTER_KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
