@@ -12,8 +12,10 @@
 - Idle keep-alive connections close after 75 s (aiohttp's runner default
   would keep them for an hour).
 
-The hook is the runner's `_make_server`, the extension point aiohttp's own
-runners implement; everything else is the public `web.Server` API.
+The hook is the runner's `_make_server` (the method aiohttp's own runners
+implement) returning a `web.Server` subclass built from the stock one; that
+reads `Server._loop`/`_kwargs`/`_connections`, unchanged across aiohttp 3.x.
+tests/test_security_limits.py pins the behaviour should an upgrade move them.
 """
 from __future__ import annotations
 
