@@ -41,6 +41,10 @@ def parse_json_object(raw: bytes, limits: LimitsConfig) -> dict[str, Any]:
 # byte-counting heuristics tried first (docs/security.md has the figures).
 
 INTEGER_RANGE = (-2**63, 2**64 - 1)
+# Every byte a digit becomes "0", every other byte " ": a run of 19 zeros marks a number (or a
+# digit run inside a string) long enough to fall outside INTEGER_RANGE, found at C speed.
+_DIGITS_AS_ZEROS = bytes(ord("0") if 48 <= byte <= 57 else ord(" ") for byte in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 
 
 def _check_keys_and_integers(raw: bytes) -> None:
@@ -59,9 +63,11 @@ def _check_keys_and_integers(raw: bytes) -> None:
             raise InvalidRequest(f"the request body has an integer outside the 64-bit range ({shown})",
                                  code="number_out_of_range")
 
+    # Python-level hooks cost a call per value: the integer check only runs when a long digit run
+    # exists (a body of token ids stays fast); floats and constants keep the scanner's C path.
+    wide = _NINETEEN_DIGITS in raw.translate(_DIGITS_AS_ZEROS)
     try:
-        json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys, parse_int=bounded_integer,
-                   parse_float=lambda text: None, parse_constant=lambda text: None)
+        json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys, parse_int=bounded_integer if wide else None)
     except (ValueError, RecursionError) as exc:  # the fast parser accepted it; report, never crash
         raise InvalidRequest(f"the request body is not valid JSON: {_short(exc)}", code="invalid_json") from None
 
