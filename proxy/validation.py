@@ -37,7 +37,7 @@ def parse_json_object(raw: bytes, limits: LimitsConfig) -> dict[str, Any]:
 # orjson keeps the last of two equal keys and turns integers past 64 bits into floats; either
 # way the upstream would get something other than what the client wrote. Rule: a key repeated
 # in one object, or an integer outside [-2**63, 2**64), is a 400. A second pass with the
-# stdlib's C scanner finds both exactly; it builds no values, and measured cheaper than the
+# stdlib's C scanner finds both exactly; it builds no objects, and measured cheaper than the
 # byte-counting heuristics tried first (docs/security.md has the figures).
 
 INTEGER_RANGE = (-2**63, 2**64 - 1)
