@@ -117,6 +117,9 @@ class Transport:
             if response.status >= 400:
                 payload = await _read_bounded(response, upstream, deadline, MAX_ERROR_BODY, budget)
                 raise adapter.decode_error(upstream, response.status, payload, response.headers)
+            if 300 <= response.status < 400:  # redirects are not followed: they would carry the key elsewhere
+                raise UpstreamProtocolError(upstream.name, f"answered with a redirect (HTTP {response.status} to "
+                                                           f"{response.headers.get('Location', '?')}); check base_url")
             passthrough = _passthrough_headers(response.headers)
             if response.content_type == SSE_TYPE:
                 request.trace.cleanups.append(response.close)

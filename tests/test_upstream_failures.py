@@ -140,3 +140,13 @@ async def test_streaming_false_upstream_is_replayed_as_sse(openai_upstream, prox
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "hello from upstream"
     assert "stream" not in openai_upstream.last.json
+
+
+async def test_redirect_is_not_followed_and_says_so(openai_upstream, proxy_factory):
+    async def redirect(request):
+        return web.Response(status=307, headers={"Location": "https://elsewhere.example/v1/chat/completions"})
+    openai_upstream.override = redirect
+    proxy = await proxy_factory(single(openai_upstream.url))
+    status, body, _ = await post(proxy, "up/m")
+    message = json.loads(body)["error"]["message"]
+    assert status == 502 and "redirect (HTTP 307" in message and "base_url" in message
