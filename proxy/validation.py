@@ -38,7 +38,7 @@ def parse_json_object(raw: bytes, limits: LimitsConfig) -> dict[str, Any]:
 # way the upstream would get something other than what the client wrote. Rule: a key repeated
 # in one object, or an integer outside [-2**63, 2**64), is a 400. A second pass with the
 # stdlib's C scanner finds both exactly; it builds no objects, and measured cheaper than the
-# byte-counting heuristics tried first (docs/security.md has the figures).
+# byte-counting heuristics tried first (the README's Security section has the figures).
 
 INTEGER_RANGE = (-2**63, 2**64 - 1)
 # Every byte a digit becomes "0", every other byte " ": a run of 19 zeros marks a number (or a

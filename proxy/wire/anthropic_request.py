@@ -2,7 +2,7 @@
 
 Pure functions: the client's body in, a new native body out, nothing mutated.
 Every OpenAI parameter is either translated, dropped by a documented rule, or
-refused with a 400 that says why (docs/anthropic.md lists them); nothing is
+refused with a 400 that says why (the README's Anthropic section lists them); nothing is
 sent that the Messages API is known to refuse.
 """
 from __future__ import annotations
