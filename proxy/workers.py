@@ -12,6 +12,8 @@ cap between processes; otherwise serving is refused with a message saying so.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -24,6 +26,7 @@ from proxy.config import Config
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # A worker that dies sooner than this after starting is not restarted: it would only die again.
 MIN_WORKER_LIFETIME = 2.0
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def cap_problem(config: Config, workers: int) -> str | None:
@@ -81,6 +84,7 @@ class Supervisor:
         if pid == 0:  # the worker: its own signal handling comes from the event loop it starts
             for signum in FORWARDED_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
+            _die_with_parent()
             code = 1
             try:
                 code = self.serve_one(self.port)
@@ -122,6 +126,17 @@ class Supervisor:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
+
+def _die_with_parent() -> None:
+    """Linux: drain (SIGTERM) when the supervisor dies, even by SIGKILL, so no orphan keeps the port."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return  # not Linux: the supervisor's own signal forwarding is all there is
+    if os.getppid() == 1:  # the supervisor died before the request above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run(config: Config, host: str, port: int, workers: int, serve_one: Callable[[int], int]) -> int:

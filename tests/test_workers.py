@@ -61,7 +61,8 @@ def _write_config(tmp_path: Path, upstream_port: int, extra: str = "") -> Path:
 
 def _serve(config: Path, port: int, workers: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "proxy", "serve", "-c", str(config), "--port", str(port),
-                             "--workers", str(workers)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--workers", str(workers)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _ready(port: int) -> bool:
@@ -74,9 +75,12 @@ def _ready(port: int) -> bool:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(10)
+    """Kill the supervisor and its workers (its own process group) whatever state they are in."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(10)
 
 
 @pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT") or not os.path.exists("/proc/self/task"),
@@ -136,3 +140,18 @@ def test_workers_refuse_a_local_concurrency_cap_they_could_not_keep_exact(tmp_pa
                              "--workers", "2"], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "capped" in result.stderr and "redis" in result.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+async def test_workers_do_not_outlive_a_killed_supervisor(tmp_path, upstream_port):
+    port = _free_port()
+    process = _serve(_write_config(tmp_path, upstream_port), port, workers=2)
+    try:
+        assert await _wait_for(lambda: len(_children(process.pid)) == 2 and _ready(port))
+        workers = _children(process.pid)
+        process.kill()  # SIGKILL: the supervisor cannot forward anything
+        process.wait(10)
+        assert await _wait_for(lambda: all(_state(pid) in ("gone", "Z") for pid in workers), timeout=35)
+        assert not _ready(port)
+    finally:
+        _stop(process)
