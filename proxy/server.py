@@ -74,7 +74,6 @@ class ProxyApp:
         app = web.Application(middlewares=[envelope_errors], client_max_size=self.config.limits.max_body_bytes,
                               handler_args={"max_field_size": self.config.limits.max_header_bytes,
                                             "max_line_size": self.config.limits.max_header_bytes})
-        app["proxy"] = self
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
