@@ -162,12 +162,13 @@ class Server:
 
 
 def spawn(name: str, argv: list[str], port: int, log_dir: Path, cpus: str | None = None,
-          env: dict[str, str] | None = None, cwd: str | None = None) -> Server:
+          env: dict[str, str] | None = None, cwd: str | None = None, unset: tuple[str, ...] = ()) -> Server:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     handle = open(log_path, "wb")
+    environment = {name: value for name, value in os.environ.items() if name not in unset}
     process = subprocess.Popen(pin_command(argv, cpus), stdout=handle, stderr=subprocess.STDOUT,
-                               env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+                               env={**environment, **(env or {})}, cwd=cwd, start_new_session=True)
     handle.close()
     return Server(name, process, port, log_path)
 

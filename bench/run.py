@@ -233,19 +233,21 @@ def ctx_logging(ctx: Context) -> bool:
 
 
 async def bench_workers(ctx: Context) -> dict:
-    """byok-proxy with 1 and with 2 worker processes, neither pinned: throughput at c50."""
+    """byok-proxy with 1 and with 2 worker processes, free to use every core (wrk and the
+    upstream stay on theirs): throughput at c50."""
     s = ctx.settings
+    every_core = f"0-{(os.cpu_count() or 1) - 1}"  # explicit: children would inherit this process's pinning
     results = {}
     for count in s.workers_scaling:
         system = Byok(workers=count, name=f"byok-{count}w", logging_requests=ctx_logging(ctx))
         log(f"workers: {count}")
-        await system.start(ctx.upstream.port, ctx.workdir, None, _models(ctx))
+        await system.start(ctx.upstream.port, ctx.workdir, every_core, _models(ctx))
         try:
             await warm_up(system)
             runs = []
             for _ in range(s.repeats):
                 runs.append(await wrk.throughput(Endpoint("127.0.0.1", system.port), system.model("bench"),
-                                                 s.throughput_concurrency, s.throughput_seconds, None))
+                                                 s.throughput_concurrency, s.throughput_seconds, s.loadgen_cpus))
             results[str(count)] = runs
         finally:
             system.stop()
@@ -288,7 +290,8 @@ async def run(args: argparse.Namespace) -> dict:
             if not ok:
                 ctx.notes.append(f"LiteLLM skipped: {message}")
                 names.remove("litellm")
-        for system in make_systems(names, logging_requests=not args.no_request_log):
+        per_system = phases & {"throughput", "rates", "streams", "burst", "memory"}
+        for system in make_systems(names if per_system else [], logging_requests=not args.no_request_log):
             try:
                 results["systems"][system.name] = await bench_system(system, ctx, phases)
             except RuntimeError as exc:
@@ -307,6 +310,27 @@ async def run(args: argparse.Namespace) -> dict:
     return results
 
 
+def merge(previous: dict, update: dict) -> dict:
+    """`previous` with every system and section that `update` measured replaced by the new figures."""
+    merged = dict(previous)
+    systems = {name: dict(runs) for name, runs in previous.get("systems", {}).items()}
+    for name, runs in update.get("systems", {}).items():
+        target = systems.setdefault(name, {})
+        target.update({key: value for key, value in runs.items() if value not in ([], None, {})})
+    merged["systems"] = systems
+    for section in ("translation", "workers"):
+        if section in update:
+            merged[section] = update[section]
+    merged["notes"] = [note for note in previous.get("notes", []) if not note.startswith("updated ")]
+    merged["notes"] += update.get("notes", [])
+    merged["updates"] = previous.get("updates", []) + [
+        {"command": update["command"], "at": update["finished_at"], "systems": sorted(update.get("systems", {})),
+         "phases": update["phases"]}]
+    merged["notes"] += [f"updated by `{entry['command']}` at {entry['at']}" for entry in merged["updates"]]
+    merged["summary"] = report.summarize(merged)
+    return merged
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -319,6 +343,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", default=None, help="configs and server logs (default bench/results/tmp)")
     parser.add_argument("--no-install-litellm", action="store_true", help="do not create LiteLLM's venv if missing")
     parser.add_argument("--no-request-log", action="store_true", help="run byok-proxy with logging.requests: false")
+    parser.add_argument("--update", action="store_true",
+                        help="merge into the existing latest.json: replace only what this run measured")
     args = parser.parse_args(argv)
     args.command_line = "python -m bench" + ("" if not argv else " " + " ".join(shlex.quote(a) for a in argv))
     return args
@@ -331,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.update and (out / "latest.json").exists():
+        results = merge(json.loads((out / "latest.json").read_text()), results)
     (out / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "latest.md").write_text(report.markdown(results))
     log(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")

@@ -153,13 +153,13 @@ class LiteLLM(System):
         config = workdir / "litellm.yaml"
         config.write_text(self.config_text(upstream_port, models))
         self.port = free_port()
+        # Offline: the bundled model cost map, no telemetry, no database, no outbound proxy.
         env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-        for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "DATABASE_URL"):
-            env[variable] = ""
+        unset = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "DATABASE_URL")
         argv = [str(litellm_binary()), "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port),
                 "--num_workers", "1"]
-        self.server = spawn(self.name, argv, self.port, workdir, cpus=cpus, env=env, cwd=str(workdir))
+        self.server = spawn(self.name, argv, self.port, workdir, cpus=cpus, env=env, cwd=str(workdir), unset=unset)
         await wait_ready(self.server, self.ready_path, self.start_timeout)
 
 
