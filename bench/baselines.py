@@ -7,6 +7,8 @@
 - aiohttp: the smallest aiohttp server + pooled aiohttp ClientSession that forwards
            `/v1/*` and streams the answer back chunk by chunk: the cost of the framework
            byok-proxy is built on, before any of its own work.
+- aiohttp-lean: the same server with a minimal raw-protocol upstream client instead of
+           ClientSession (non-streaming only): what the upstream client costs.
 
     python -m bench.baselines relay --port 9300 --upstream-port 9100
 """
@@ -118,10 +120,37 @@ def build_aiohttp_app(upstream_port: int):
     return app
 
 
+def build_lean_app(upstream_port: int):
+    """The bare aiohttp server with the smallest possible upstream client instead of ClientSession:
+    bench/httpclient.py's keep-alive connections in a pool. Non-streaming answers only; it exists
+    to measure what the upstream client costs."""
+    from aiohttp import web
+
+    from bench.httpclient import ClientConnection, build_request
+
+    idle: list[ClientConnection] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        connection = idle.pop() if idle else await ClientConnection.open("127.0.0.1", upstream_port)
+        answer = await connection.request(build_request("127.0.0.1", upstream_port, request.path, body))
+        if not connection.closed and connection.keep_alive:
+            idle.append(connection)
+        return web.Response(status=answer.status, body=answer.body, content_type="application/json")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/healthz", health)
+    app.router.add_post("/v1/{path:.*}", forward)
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=("relay", "aiohttp"))
+    parser.add_argument("kind", choices=("relay", "aiohttp", "aiohttp-lean"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
     args = parser.parse_args()
@@ -134,7 +163,8 @@ def main() -> None:
             pass
         return
     from aiohttp import web
-    web.run_app(build_aiohttp_app(args.upstream_port), host="127.0.0.1", port=args.port, access_log=None,
+    build = build_lean_app if args.kind == "aiohttp-lean" else build_aiohttp_app
+    web.run_app(build(args.upstream_port), host="127.0.0.1", port=args.port, access_log=None,
                 print=None, backlog=16384)
 
 

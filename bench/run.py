@@ -337,7 +337,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny durations (the CI smoke); numbers mean nothing")
     parser.add_argument("--repeats", type=int, default=None, help="repeat each measurement N times (default 3)")
     parser.add_argument("--systems", default="direct,relay,aiohttp,byok,litellm",
-                        help="comma list of direct,relay,aiohttp,byok,litellm (relay and aiohttp are reference floors)")
+                        help="comma list of direct,relay,aiohttp,aiohttp-lean,byok,litellm (relay, aiohttp and "
+                             "aiohttp-lean are reference floors; aiohttp-lean answers non-streaming requests only)")
     parser.add_argument("--phases", default=None, help=f"comma list of {','.join(ALL_PHASES)} (default all)")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.json and latest.md go")
     parser.add_argument("--workdir", default=None, help="configs and server logs (default bench/results/tmp)")

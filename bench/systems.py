@@ -166,7 +166,9 @@ class LiteLLM(System):
 def make_systems(names: list[str], logging_requests: bool = True) -> list[System]:
     known = {"direct": Direct, "byok": lambda: Byok(logging_requests=logging_requests), "litellm": LiteLLM,
              "relay": lambda: Baseline("relay", "relay", "byte relay (floor for any proxy)"),
-             "aiohttp": lambda: Baseline("aiohttp", "aiohttp", "bare aiohttp proxy (framework floor)")}
+             "aiohttp": lambda: Baseline("aiohttp", "aiohttp", "bare aiohttp proxy (framework floor)"),
+             "aiohttp-lean": lambda: Baseline("aiohttp-lean", "aiohttp-lean",
+                                              "aiohttp server + minimal client (non-streaming only)")}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise SystemExit(f"unknown systems: {', '.join(unknown)} (known: {', '.join(known)})")
