@@ -39,6 +39,7 @@ class ProxyApp:
     def __init__(self, config: Config, services: Services | None = None):
         self.services = services or Services.create(config)
         self.runtime = Runtime(config, self.services)
+        self._retiring: set[asyncio.Task] = set()  # old generations closing; referenced so they are not collected
 
     @property
     def config(self) -> Config:
@@ -67,7 +68,9 @@ class ProxyApp:
             self.services.catalog.apply_config(config)
         if self.services.health is not None:
             self.services.health.apply_config(config)
-        asyncio.get_running_loop().create_task(_close_when_idle(old_runtime))
+        task = asyncio.get_running_loop().create_task(_close_when_idle(old_runtime))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
         return new_runtime
 
     def build(self) -> web.Application:
