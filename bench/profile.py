@@ -16,7 +16,6 @@ import collections
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path

@@ -188,7 +188,7 @@ def markdown(results: dict) -> str:
     systems = summary["systems"]
     machine = results.get("machine", {})
     names = list(systems)
-    lines = [f"# byok-proxy benchmark", "",
+    lines = ["# byok-proxy benchmark", "",
              f"Command: `{results.get('command', 'python -m bench')}`  ",
              f"Machine: {machine.get('cpu_model', '?')}, {machine.get('cpus', '?')} cores, "
              f"{machine.get('memory_gb', '?')} GB, Linux {machine.get('kernel', '?')}, Python {machine.get('python')}, "
