@@ -188,6 +188,11 @@ def machine_info() -> dict:
         info["kernel"] = os.uname().release
     except OSError:
         pass
+    try:  # which code was measured: the commit, and whether the tree had uncommitted changes
+        info["code"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+                                      text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["code"] = None
     for module in ("aiohttp", "uvloop", "orjson"):
         try:
             info[module] = __import__(module).__version__
