@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping, Optional
 
 from proxy import upstreams as upstream_rules
 from proxy.secrets import Keyring, Secret, SecretError
-from proxy.yamlschema import Builder, JSONValue, Problem, compose
+from proxy.yamlschema import Builder, JSONValue, LineIndex, Problem, compose
 
 EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh")
 EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
@@ -289,12 +289,12 @@ def _keyring(node: Any, env: Mapping[str, str]) -> tuple[Keyring, list[Problem]]
 def _finish(config: Config, root: Any) -> tuple[Config, list[Problem]]:
     """Cross-field checks and derived values (normalized URLs, detected kinds)."""
     problems: list[Problem] = []
-    lines = _LineIndex(root)
+    lines = LineIndex(root)
     finished = {}
     for name, upstream in config.upstreams.items():
         finished[name] = _finish_upstream(name, upstream, lines, problems)
     for alias, settings in config.models.items():
-        _check_alias(alias, settings, finished, config.upstreams, lines, problems)
+        _check_alias(alias, settings, finished, lines, problems)
     if config.default_upstream is not None and config.default_upstream not in finished:
         problems.append(Problem("default_upstream", lines.line("default_upstream"),
                                 f"no upstream named '{config.default_upstream}'"))
@@ -314,7 +314,8 @@ def _finish(config: Config, root: Any) -> tuple[Config, list[Problem]]:
     return dataclasses.replace(config, upstreams=MappingProxyType(finished)), problems
 
 
-def _finish_upstream(name: str, upstream: UpstreamConfig, lines: "_LineIndex", problems: list[Problem]) -> UpstreamConfig:
+def _finish_upstream(name: str, upstream: UpstreamConfig, lines: LineIndex,
+                     problems: list[Problem]) -> UpstreamConfig:
     path = f"upstreams.{name}"
     if "/" in name or not name:
         problems.append(Problem(path, lines.line(path), "an upstream name must not contain '/'"))
@@ -340,7 +341,7 @@ def _finish_upstream(name: str, upstream: UpstreamConfig, lines: "_LineIndex", p
 
 
 def _check_alias(alias: str, settings: AliasConfig, upstreams: Mapping[str, UpstreamConfig],
-                 raw: Mapping[str, UpstreamConfig], lines: "_LineIndex", problems: list[Problem]) -> None:
+                 lines: LineIndex, problems: list[Problem]) -> None:
     path = f"models.{alias}"
     if not settings.targets:
         problems.append(Problem(f"{path}.targets", lines.line(path), "an alias needs at least one target"))
@@ -365,38 +366,3 @@ def _valid_trigger(trigger: str) -> bool:
     if trigger in ("connect", "timeout", "4xx", "5xx"):
         return True
     return trigger.isdigit() and 400 <= int(trigger) <= 599
-
-
-class _LineIndex:
-    """Line numbers by dotted path, for problems found after the typed build."""
-
-    def __init__(self, root: Any):
-        self._lines: dict[str, int] = {}
-        if root is not None:
-            self._walk(root, "")
-
-    def _walk(self, node: Any, path: str) -> None:
-        self._lines[path] = node.start_mark.line + 1
-        value = getattr(node, "value", None)
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, tuple):
-                    key, child = item
-                    child_path = f"{path}.{key.value}" if path else str(key.value)
-                    self._lines[child_path] = key.start_mark.line + 1
-                    self._walk_child(child, child_path)
-                else:
-                    self._walk_child(item, f"{path}[{index}]")
-
-    def _walk_child(self, node: Any, path: str) -> None:
-        line = self._lines.get(path)
-        self._walk(node, path)
-        if line is not None:
-            self._lines[path] = line  # keep the key's line, it is what a reader looks for
-
-    def line(self, path: str) -> int | None:
-        while path:
-            if path in self._lines:
-                return self._lines[path]
-            path = path.rpartition(".")[0]
-        return self._lines.get("")

@@ -299,3 +299,38 @@ def thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [thaw(item) for item in value]
     return value
+
+
+class LineIndex:
+    """Line numbers by dotted path, for problems found after the typed build."""
+
+    def __init__(self, root: Any):
+        self._lines: dict[str, int] = {}
+        if root is not None:
+            self._walk(root, "")
+
+    def _walk(self, node: Any, path: str) -> None:
+        self._lines[path] = node.start_mark.line + 1
+        value = getattr(node, "value", None)
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, tuple):
+                    key, child = item
+                    child_path = f"{path}.{key.value}" if path else str(key.value)
+                    self._lines[child_path] = key.start_mark.line + 1
+                    self._walk_child(child, child_path)
+                else:
+                    self._walk_child(item, f"{path}[{index}]")
+
+    def _walk_child(self, node: Any, path: str) -> None:
+        line = self._lines.get(path)
+        self._walk(node, path)
+        if line is not None:
+            self._lines[path] = line  # keep the key's line, it is what a reader looks for
+
+    def line(self, path: str) -> int | None:
+        while path:
+            if path in self._lines:
+                return self._lines[path]
+            path = path.rpartition(".")[0]
+        return self._lines.get("")
