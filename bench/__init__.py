@@ -1,4 +1,4 @@
 """Side-by-side benchmarks of byok-proxy, a direct connection and LiteLLM (not tests).
 
-Run everything with `python -m bench`; see docs/bench.md.
+Run everything with `python -m bench`; the README's Performance section has the method and the figures.
 """
