@@ -181,13 +181,8 @@ async def stream_latency(endpoint: Endpoint, model: str, concurrency: int, strea
         connection = None
         for _ in range(streams_per_worker):
             record = StreamRecord()
-            try:
-                if connection is None or connection.closed:
-                    connection = await ClientConnection.open(endpoint.host, endpoint.port)
-                response = await asyncio.wait_for(connection.request(payload, record), timeout)
-            except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
-                errors[_error_name(exc)] += 1
-                connection = None
+            connection, response = await _stream_once(connection, endpoint, payload, record, timeout, errors)
+            if response is None:
                 continue
             statuses[response.status] += 1
             if response.status == 200 and record.done and record.first_content_ns:
@@ -208,6 +203,19 @@ async def stream_latency(endpoint: Endpoint, model: str, concurrency: int, strea
             "statuses": {str(k): v for k, v in statuses.items()}, "errors": dict(errors)}
 
 
+async def _stream_once(connection, endpoint: Endpoint, payload: bytes, record: "StreamRecord", timeout: float,
+                       errors: Counter):
+    """One streamed request on a reused keep-alive connection (opened when needed).
+    Returns (connection, response); (None, None) after a failure, which is counted in `errors`."""
+    try:
+        if connection is None or connection.closed:
+            connection = await ClientConnection.open(endpoint.host, endpoint.port)
+        return connection, await asyncio.wait_for(connection.request(payload, record), timeout)
+    except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
+        errors[_error_name(exc)] += 1
+        return None, None
+
+
 async def stream_throughput(endpoint: Endpoint, model: str, concurrency: int, streams_per_worker: int,
                             timeout: float = 60.0) -> dict:
     """Content chunks per second when the upstream sends as fast as it can."""
@@ -219,13 +227,8 @@ async def stream_throughput(endpoint: Endpoint, model: str, concurrency: int, st
         connection = None
         for _ in range(streams_per_worker):
             record = StreamRecord(keep_delays=False)
-            try:
-                if connection is None or connection.closed:
-                    connection = await ClientConnection.open(endpoint.host, endpoint.port)
-                response = await asyncio.wait_for(connection.request(payload, record), timeout)
-            except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
-                errors[_error_name(exc)] += 1
-                connection = None
+            connection, response = await _stream_once(connection, endpoint, payload, record, timeout, errors)
+            if response is None:
                 continue
             if response.status != 200 or not record.done:
                 errors[f"status_{response.status}" if response.status != 200 else "incomplete_stream"] += 1
