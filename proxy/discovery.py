@@ -29,6 +29,7 @@ import aiohttp
 
 from proxy import jsonutil
 from proxy.config import UpstreamConfig
+from proxy.diagnose import provider_error
 
 ANTHROPIC_PAGE_LIMIT = 1000
 MAX_PAGES = 20            # a runaway paginator must not keep the health loop busy
@@ -328,20 +329,6 @@ async def _ollama_details(session: aiohttp.ClientSession, upstream: UpstreamConf
     return Discovery(tuple(detailed) + listed.models[OLLAMA_SHOW_LIMIT:], listed.latency, listed.url)
 
 
-def provider_message(body: bytes, limit: int = 300) -> str:
-    """The provider's own words from an error body (`error.message`, `message`, `detail`), shortened."""
-    try:
-        payload = jsonutil.loads(body)
-    except ValueError:
-        return ""
-    error = payload.get("error") if isinstance(payload, dict) else None
-    candidates = [error.get("message") if isinstance(error, dict) else error]
-    if isinstance(payload, dict):
-        candidates += [payload.get("message"), payload.get("detail")]
-    text = next((c for c in candidates if isinstance(c, str) and c), "")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 async def get_json(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], timeout: float,
                    params: Mapping[str, str] | None = None) -> Any:
     return await _request_json(session, "GET", url, headers, timeout, params=params)
@@ -371,7 +358,7 @@ async def _request_json(session: aiohttp.ClientSession, method: str, url: str, h
                                      f"to the final address (keys are never sent after a redirect)",
                                      url=url, status=response.status, body=b"", headers=response.headers)
             if response.status >= 400:
-                said = provider_message(raw)
+                said = provider_error(raw).message[:300]
                 raise DiscoveryError(f"{url} answered HTTP {response.status}" + (f": {said}" if said else ""),
                                      url=url, status=response.status, body=raw, headers=response.headers)
             try:
