@@ -20,6 +20,16 @@ async def post(proxy, model, stream=False):
             return response.status, await response.read(), response.headers
 
 
+async def partial_stream(request):
+    """An SSE answer that has begun: one content chunk, nothing after it yet."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}]}
+    await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    return response
+
+
 def single(url, extra=""):
     return f"""
     upstreams:
@@ -87,11 +97,7 @@ async def test_connection_reset_before_answer_is_502(openai_upstream, proxy_fact
 
 async def test_mid_stream_drop_ends_with_error_event_and_no_done(openai_upstream, proxy_factory):
     async def drops(request):
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                 "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}]}
-        await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        response = await partial_stream(request)
         await asyncio.sleep(0.05)
         request.transport.close()
         return response
@@ -107,11 +113,7 @@ async def test_mid_stream_drop_ends_with_error_event_and_no_done(openai_upstream
 
 async def test_sdk_raises_api_error_on_mid_stream_failure(openai_upstream, proxy_factory):
     async def ends_early(request):
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                 "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}]}
-        await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        response = await partial_stream(request)
         return response  # ends cleanly but without finish_reason or [DONE]: a truncation
     openai_upstream.override = ends_early
     proxy = await proxy_factory(single(openai_upstream.url))
