@@ -76,7 +76,8 @@ _BRACKETS_SAFE_FOR_OLD_ORJSON = 1024
 def _may_nest_deeply(data: bytes | str) -> bool:
     if isinstance(data, str):
         return data.count("[") + data.count("{") > _BRACKETS_SAFE_FOR_OLD_ORJSON
-    return bytes(data).count(b"[") + bytes(data).count(b"{") > _BRACKETS_SAFE_FOR_OLD_ORJSON
+    raw = data if isinstance(data, bytes) else bytes(data)
+    return raw.count(b"[") + raw.count(b"{") > _BRACKETS_SAFE_FOR_OLD_ORJSON
 
 
 if _orjson is not None:
