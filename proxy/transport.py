@@ -33,6 +33,10 @@ class Transport:
     def __init__(self, config: Config):
         self._config = config
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        # Per-read limits never change within a config generation: built once, not per request.
+        self._timeouts = {name: aiohttp.ClientTimeout(total=None, sock_connect=upstream.timeout.connect,
+                                                      sock_read=upstream.timeout.first_byte)
+                          for name, upstream in config.upstreams.items()}
 
     async def start(self) -> None:
         for upstream in self._config.upstreams.values():
@@ -98,8 +102,7 @@ class Transport:
         headers = dict(request.upstream_headers)
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers["content-type"] = content_type or "application/json"
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.timeout.connect,
-                                        sock_read=upstream.timeout.first_byte)
+        timeout = self._timeouts[upstream.name]
         session = self.session_for(upstream)
         try:
             async with asyncio.timeout_at(deadline):
