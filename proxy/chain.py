@@ -107,12 +107,24 @@ def build_chain(middlewares: list[Any], endpoint: Handler) -> Handler:
     return handler
 
 
+class _Bound:
+    """One middleware with the rest of the chain bound as its `call_next`.
+
+    `__call__` is a plain function handing back the middleware's coroutine: an async
+    wrapper would add one coroutine per layer per request for nothing.
+    """
+
+    __slots__ = ("middleware", "call_next")  # public: tests walk them to pin the order
+
+    def __init__(self, middleware: Any, call_next: Handler):
+        self.middleware, self.call_next = middleware, call_next
+
+    def __call__(self, request: ProxyRequest) -> Awaitable[ProxyResponse]:
+        return self.middleware(request, self.call_next)
+
+
 def _bind(middleware: Any, call_next: Handler) -> Handler:
-    async def handle(request: ProxyRequest) -> ProxyResponse:
-        return await middleware(request, call_next)
-    handle.middleware = middleware  # type: ignore[attr-defined]  # lets tests walk and pin the order
-    handle.call_next = call_next  # type: ignore[attr-defined]
-    return handle
+    return _Bound(middleware, call_next)
 
 
 async def start_all(middlewares: list[Any]) -> None:

@@ -111,7 +111,14 @@ class ProxyRequest:
     trace: RequestTrace = field(default_factory=RequestTrace)
 
     def replace(self, **changes: Any) -> "ProxyRequest":
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes`. Every middleware makes one per request, so this copies the
+        slots directly: half the cost of dataclasses.replace, which re-runs __init__."""
+        clone = object.__new__(ProxyRequest)
+        for name in _REQUEST_FIELDS:
+            _set(clone, name, changes.pop(name) if name in changes else getattr(self, name))
+        if changes:
+            raise TypeError(f"ProxyRequest has no field(s) {', '.join(changes)}")
+        return clone
 
     @property
     def is_chat(self) -> bool:
@@ -121,6 +128,10 @@ class ProxyRequest:
         if self.deadline is None:
             return None
         return self.deadline - (now if now is not None else time.monotonic())
+
+
+_REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(ProxyRequest))
+_set = object.__setattr__  # ProxyRequest is frozen: its own __setattr__ refuses
 
 
 @dataclass(slots=True)

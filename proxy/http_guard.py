@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from typing import Any, Callable
 
 from aiohttp import web
@@ -60,7 +59,6 @@ class GuardedServer(web.Server):
         self._application_handler = plain.request_handler
         self.limits = limits
         self.max_header_bytes = plain._kwargs.get("max_field_size")
-        self._over_limit: weakref.WeakSet[RequestHandler] = weakref.WeakSet()
         self._refusals = _ThrottledCount()
 
     def __call__(self) -> RequestHandler:
@@ -73,11 +71,11 @@ class GuardedServer(web.Server):
     def connection_made(self, handler: RequestHandler, transport: Any) -> None:
         super().connection_made(handler, transport)
         if len(self._connections) > self.limits().max_connections:
-            self._over_limit.add(handler)
+            handler.over_limit = True
             self._loop.call_later(OVER_LIMIT_GRACE, handler.force_close)  # refused anyway: no more waiting
 
     async def _admit(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.protocol in self._over_limit and request.path not in ALWAYS_SERVED:
+        if request.protocol.over_limit and request.path not in ALWAYS_SERVED:
             limit = self.limits().max_connections
             refused = self._refusals.add()
             if refused:
@@ -109,6 +107,10 @@ class _ThrottledCount:
 
 
 class _EnvelopeRequestHandler(RequestHandler):
+    # Set on connections accepted past limits.max_connections: their requests are refused.
+    # An attribute, not a set the server keeps: the check runs on every request.
+    over_limit = False
+
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         if request.writer.output_size > 0:  # same rule as aiohttp: a started response cannot be replaced
