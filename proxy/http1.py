@@ -425,17 +425,20 @@ class Response:
         return body if limit is None else body[:limit]
 
     def release(self) -> None:
-        """Back to the pool if the answer was read to its end; otherwise closed."""
+        """Done with this answer: the connection goes back to the pool if the answer arrived
+        to its last byte and none of it is left unread (a stream whose reader stopped at
+        `[DONE]` usually qualifies), and is closed otherwise."""
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if self._done and connection.reusable:
+        if connection.reusable:
             connection.finish()
             self._pool.put(connection)
         else:
             connection.abort()
 
     def close(self) -> None:
+        """Closes the connection whatever state the answer is in."""
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.abort()

@@ -252,10 +252,16 @@ async def _read_body(request: web.Request, limit: int, timeout: float | None) ->
     (a client trickling its body would otherwise hold the connection for as long as it likes)."""
     if request.content_length is not None and request.content_length > limit:
         raise RequestTooLarge(f"the request body is {request.content_length} bytes; the limit is {limit}")
+    content = request.content
+    if content.is_eof():  # the whole body came with the head (most API calls): nothing to wait for
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        return body
     chunks, size = [], 0
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.content.iter_any():
+            async for chunk in content.iter_any():
                 size += len(chunk)
                 if size > limit:
                     raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")

@@ -104,7 +104,7 @@ class Transport:
                                                            f"{response.headers.get('Location', '?')}); check base_url")
             passthrough = _passthrough_headers(response.headers)
             if response.content_type == SSE_TYPE:
-                request.trace.cleanups.append(response.close)
+                request.trace.cleanups.append(response.release)  # reused when the stream was complete
                 events = _read_events(response, upstream, budget)
                 if request.is_chat:
                     events = adapter.translate_stream(events, request, target)
@@ -148,7 +148,6 @@ async def _read_bounded(response: http1.Response, upstream: UpstreamConfig, limi
 async def _read_events(response: http1.Response, upstream: UpstreamConfig, budget: str) -> AsyncIterator[SSEEvent]:
     """Upstream SSE as events, each yielded as soon as its blank line arrives."""
     parser = SSEParser()
-    finished = False
     try:
         try:
             while chunk := await response.read_chunk():
@@ -156,16 +155,12 @@ async def _read_events(response: http1.Response, upstream: UpstreamConfig, budge
                     yield event
             for event in parser.flush():
                 yield event
-            finished = True
         except (http1.ClientFailure, OSError) as exc:
             raise map_client_error(upstream, exc, phase="stream", budget=budget) from None
         except ValueError as exc:  # an event larger than the parser accepts
             raise UpstreamProtocolError(upstream.name, str(exc)) from None
     finally:
-        if finished:
-            response.release()
-        else:
-            response.close()  # abandoned mid-stream: the connection cannot be reused
+        response.release()  # closed instead when the answer is not complete (abandoned mid-stream)
 
 
 def map_client_error(upstream: UpstreamConfig, exc: BaseException, phase: str,

@@ -164,3 +164,15 @@ async def test_one_pooled_keep_alive_connection_per_upstream(openai_upstream, pr
         await client.chat.completions.create(model="main", messages=[{"role": "user", "content": "x"}])
     ports = {r.client_port for r in openai_upstream.requests if r.path.endswith("chat/completions")}
     assert len(ports) == 1, f"sequential requests used {len(ports)} upstream connections"
+
+
+async def test_a_finished_stream_hands_its_upstream_connection_back(openai_upstream, proxy_factory):
+    proxy = await proxy_factory(config_for(openai_upstream.url))
+    client = client_for(proxy)
+    for _ in range(4):
+        stream = await client.chat.completions.create(model="main", stream=True,
+                                                      messages=[{"role": "user", "content": "x y z"}])
+        assert "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+    await client.chat.completions.create(model="main", messages=[{"role": "user", "content": "x"}])
+    ports = {r.client_port for r in openai_upstream.requests if r.path.endswith("chat/completions")}
+    assert len(ports) == 1, f"four streams and an answer used {len(ports)} upstream connections"
