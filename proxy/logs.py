@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Mapping
 
 from proxy import jsonutil
-from proxy.secrets import redact, redact_value
+from proxy.secrets import contains_secret, redact, redact_value
 
 ACCESS_LOGGER = "byok.access"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -31,9 +31,14 @@ FIELDS_ATTRIBUTE = "byok_fields"
 _handler_marker = "_byok_handler"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestLog:
-    """What the access line says about one finished request."""
+    """What the access line says about one finished request.
+
+    Not frozen, though nothing changes one once made: one is built per request, and a frozen
+    dataclass's __init__ (an object.__setattr__ per field) cost 1 µs more. Not a named tuple
+    either: its fields are read some forty times per line, and a tuple's are slower to read.
+    """
 
     request_id: str
     method: str
@@ -94,21 +99,67 @@ class RequestLog:
         return text
 
 
+# Looked up once: logging.getLogger takes the logging module's lock on every call.
+_access_logger = logging.getLogger(ACCESS_LOGGER)
+
+
 def log_request(entry: RequestLog, logger: logging.Logger | None = None) -> None:
     """Write the access line for one request (level info; warning for 5xx)."""
-    target = logger or logging.getLogger(ACCESS_LOGGER)
+    target = logger or _access_logger
     level = logging.WARNING if _is_server_error(entry.status) else logging.INFO
     if target.isEnabledFor(level):
+        message, fields = _redacted(entry)
         # Built directly: Logger.log would walk the stack for a caller this line does not need.
-        # Redacted here, not only by our formatter: any handler a user adds sees the record as is,
-        # and `error` may quote an upstream that echoed the key back.
-        record = target.makeRecord(target.name, level, __file__, 0, redact(entry.summary()), None, None,
-                                   extra={FIELDS_ATTRIBUTE: redact_value(entry.fields())})
+        record = target.makeRecord(target.name, level, __file__, 0, message, None, None,
+                                   extra={FIELDS_ATTRIBUTE: fields})
         target.handle(record)
 
 
 def _is_server_error(status: int | str) -> bool:
     return isinstance(status, int) and status >= 500
+
+
+class _ProvenClean(str):
+    """An access line's text that `_redacted` scanned and found free of secrets: the record
+    factory hands it on as a plain str without scanning it a second time."""
+
+    __slots__ = ()
+
+
+def _redacted(entry: RequestLog) -> tuple[str, dict[str, Any]]:
+    """The line's text and fields with every secret redacted.
+
+    Redacted here, not only by our formatter: any handler a user adds sees the record as is,
+    and `error` may quote an upstream that echoed the key back. Usually there is nothing to
+    redact, and one scan of all the line's strings joined proves it (a secret in any one of
+    them is in the joined text); only otherwise are the text and each field redacted one by
+    one, exactly as they would have been.
+    """
+    summary, fields = entry.summary(), entry.fields()
+    texts = _joined_texts(entry, summary)
+    if texts is not None and not contains_secret(texts):
+        return _ProvenClean(summary), fields
+    return redact(summary), redact_value(fields)
+
+
+_NOT_TEXT = (int, float, type(None))  # bool is an int
+
+
+def _joined_texts(entry: RequestLog, summary: str) -> str | None:
+    """The text and every string `entry.fields()` holds, joined for one scan. None, leaving it to
+    redact_value's walk, when the entry carries extra fields or a field is not of its declared type
+    (a non-string value where text belongs could hide strings in it)."""
+    status = entry.status
+    if entry.extra or not (isinstance(status, (int, str)) and isinstance(entry.stream, _NOT_TEXT)
+                           and isinstance(entry.tokens_in, _NOT_TEXT) and isinstance(entry.tokens_out, _NOT_TEXT)
+                           and isinstance(entry.duration_ms, _NOT_TEXT) and isinstance(entry.ttft_ms, _NOT_TEXT)):
+        return None
+    try:  # a falsy value holds no string; a truthy non-string makes join raise
+        return "\n".join((summary, entry.request_id, entry.method, entry.path, entry.model or "",
+                          entry.served_by or "", entry.fallback_reason or "", entry.error or "",
+                          status if isinstance(status, str) else "", *entry.upstreams))
+    except TypeError:
+        return None
 
 
 class JSONFormatter(logging.Formatter):
@@ -140,8 +191,27 @@ class TextFormatter(logging.Formatter):
 
 
 def _iso_time(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+    return f"{_utc_seconds(created)}.{int(created % 1 * 1000):03d}Z"
+
+
+class _UTCSeconds:
+    """`created` to the second as `YYYY-MM-DDTHH:MM:SS`, formatted once per second: gmtime and
+    strftime were the costliest part of a JSON line, and a busy proxy writes many a second."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last = (-1, "")
+
+    def __call__(self, created: float) -> str:
+        second = int(created)  # gmtime's floor too, for any time after 1970
+        last = self._last  # one read: another thread may replace it, never half of it
+        if last[0] != second:
+            last = self._last = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return last[1]
+
+
+_utc_seconds = _UTCSeconds()
 
 
 def choose_format(requested: str, stream: IO[str]) -> str:
@@ -184,6 +254,9 @@ def install_record_redaction() -> None:
 
     def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = base(*args, **kwargs)
+        if type(record.msg) is _ProvenClean:  # an access line, found free of secrets as it was made
+            record.msg = str(record.msg)  # a plain str, like every other record's
+            return record
         try:
             message = record.getMessage()
         except (TypeError, ValueError):  # a malformed call: leave it to the handler to report

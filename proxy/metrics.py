@@ -84,10 +84,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.models = ModelLabels()
         self._upstreams: tuple[str, ...] = ()
-        # Children by label values (bounded, like the labels themselves).
-        self._request_counters: dict[tuple[str, str, str], Any] = {}
-        self._series: dict[tuple[str, str], _ModelSeries] = {}
-        self._queue_waits: dict[str, Any] = {}
+        # The series one request moves, by (upstream, model, status) label values.
+        self._request_series: dict[tuple[str, str, int | str], _RequestSeries] = {}
         registry = self.registry
         self.requests = Counter("byok_requests", "Requests answered, by the upstream that answered last, "
                                 "its model and the final status", ["upstream", "model", "status"], registry=registry)
@@ -110,6 +108,8 @@ class Metrics:
         self.proxy_overhead = Histogram("byok_proxy_overhead_seconds", "The proxy's own time on a request from "
                                         "accepting it to calling the upstream (routing, middleware, encoding), "
                                         "slot waits excluded", buckets=OVERHEAD_BUCKETS, registry=registry)
+        self._queue_waits, self._fallbacks, self._rejections = (
+            _Children(self.queue_wait), _Children(self.fallbacks), _Children(self.rejected))
         for result in RELOAD_RESULTS:
             self.config_reloads.labels(result)  # both series exist from the start, so rate() works
         self._state = _StateCollector()
@@ -152,14 +152,12 @@ class Metrics:
     def observe_request(self, *, upstream: str | None, model: str | None, status: int | str, duration: float,
                         ttft: float | None = None, tokens_in: int | None = None,
                         tokens_out: int | None = None) -> None:
-        upstream_name = self.upstream_label(upstream)
-        model_name = self.model_label(upstream, model)
-        key = (upstream_name, model_name, str(status))
-        counter = self._request_counters.get(key)
-        if counter is None:
-            counter = self._request_counters[key] = self.requests.labels(*key)
-        counter.inc()
-        series = self._model_series(upstream_name, model_name)
+        self._observe_request(upstream, model, status, duration, ttft, tokens_in, tokens_out)
+
+    def _observe_request(self, upstream: str | None, model: str | None, status: int | str, duration: float,
+                         ttft: float | None, tokens_in: int | None, tokens_out: int | None) -> None:
+        series = self._series(self.upstream_label(upstream), self.models.label(upstream, model), status)
+        series.requests.inc()
         series.duration.observe(duration)
         if ttft is not None:
             series.ttft.observe(ttft)
@@ -168,13 +166,16 @@ class Metrics:
         if tokens_out:
             series.tokens_out.inc(tokens_out)
 
-    def _model_series(self, upstream: str, model: str) -> "_ModelSeries":
-        """The children for one label pair, looked up once: labels() validates and locks on every call."""
-        series = self._series.get((upstream, model))
+    def _series(self, upstream: str, model: str, status: int | str) -> "_RequestSeries":
+        """The children for one set of label values, looked up once: labels() validates and locks
+        on every call. Keyed by labels, never by a client's model name, so bounded like them."""
+        key = (upstream, model, status)
+        series = self._request_series.get(key)
         if series is None:
-            series = self._series[(upstream, model)] = _ModelSeries(
-                self.request_duration.labels(upstream, model), self.time_to_first_token.labels(upstream, model),
-                self.tokens.labels(upstream, model, "in"), self.tokens.labels(upstream, model, "out"))
+            series = self._request_series[key] = _RequestSeries(
+                self.requests.labels(upstream, model, str(status)), self.request_duration.labels(upstream, model),
+                self.time_to_first_token.labels(upstream, model), self.tokens.labels(upstream, model, "in"),
+                self.tokens.labels(upstream, model, "out"))
         return series
 
     def observe_finished(self, request: Any, status: int, error: Any, now: float) -> None:
@@ -183,31 +184,31 @@ class Metrics:
         trace = request.trace
         upstream, model = _served(request)
         first_token = trace.first_token_at if request.stream else None  # time to first token: streams only
-        self.observe_request(upstream=upstream, model=model, status=status, duration=now - request.started_at,
-                             ttft=None if first_token is None else first_token - request.started_at,
-                             tokens_in=trace.prompt_tokens, tokens_out=trace.completion_tokens)
+        self._observe_request(upstream, model, status, now - request.started_at,
+                              None if first_token is None else first_token - request.started_at,
+                              trace.prompt_tokens, trace.completion_tokens)
         attempts = trace.attempts
-        for failed, following in zip(attempts, attempts[1:]):
-            if failed.reason:
-                self.observe_fallback(failed.upstream, following.upstream, failed.reason)
+        last = len(attempts) - 1
         for index, attempt in enumerate(attempts):
-            if attempt.reason == BUSY:
-                self.observe_rejected(attempt.upstream, _rejection(index == len(attempts) - 1, error))
+            reason = attempt.reason
+            if not reason:  # it neither moved the request on nor was refused a slot
+                continue
+            if index < last:
+                self.observe_fallback(attempt.upstream, attempts[index + 1].upstream, reason)
+            if reason == BUSY:
+                self.observe_rejected(attempt.upstream, _rejection(index == last, error))
         overhead = _overhead(request)
         if overhead is not None:
             self.observe_overhead(overhead)
 
     def observe_queue_wait(self, upstream: str, seconds: float) -> None:
-        histogram = self._queue_waits.get(upstream)
-        if histogram is None:
-            histogram = self._queue_waits[upstream] = self.queue_wait.labels(upstream)
-        histogram.observe(seconds)
+        self._queue_waits.child(upstream).observe(seconds)
 
     def observe_fallback(self, from_upstream: str, to_upstream: str, reason: str | None) -> None:
-        self.fallbacks.labels(from_upstream, to_upstream, reason or "unknown").inc()
+        self._fallbacks.child(from_upstream, to_upstream, reason or "unknown").inc()
 
     def observe_rejected(self, upstream: str, reason: str) -> None:
-        self.rejected.labels(upstream, reason).inc()
+        self._rejections.child(upstream, reason).inc()
 
     def observe_reload(self, ok: bool) -> None:
         self.config_reloads.labels("success" if ok else "failure").inc()
@@ -252,11 +253,29 @@ def _overhead(request: Any) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _ModelSeries:
+class _RequestSeries:
+    requests: Any
     duration: Any
     ttft: Any
     tokens_in: Any
     tokens_out: Any
+
+
+class _Children:
+    """A labelled metric's children by label values, each found with labels() once (it validates
+    and locks on every call). The keys are the metric's own label values, so this holds no
+    more entries than the metric itself does."""
+
+    __slots__ = ("_metric", "_by_labels")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric, self._by_labels = metric, {}
+
+    def child(self, *labels: str) -> Any:
+        found = self._by_labels.get(labels)
+        if found is None:
+            found = self._by_labels[labels] = self._metric.labels(*labels)
+        return found
 
 
 class _StateCollector:

@@ -79,6 +79,10 @@ class _Registry:
             return text
         return pattern.sub(REDACTED, text)
 
+    def found_in(self, text: str) -> bool:
+        pattern = self._pattern
+        return pattern is not None and pattern.search(text) is not None
+
 
 _registry = _Registry()
 # Values a config took from the environment, in any field. Whether they are secrets is not
@@ -90,6 +94,12 @@ _config_values = _Registry()
 def redact(text: str) -> str:
     """`text` with every known secret replaced by ***."""
     return _registry.redact(text)
+
+
+def contains_secret(text: str) -> bool:
+    """Whether `redact(text)` would change anything. One scan and no new string: a caller with
+    many short strings can join them, scan once, and redact one by one only when this is true."""
+    return _registry.found_in(text)
 
 
 def redact_config(text: str) -> str:

@@ -12,7 +12,7 @@ import logging
 import pytest
 
 from proxy.config import LoggingConfig
-from proxy.logs import ACCESS_LOGGER, RequestLog, log_request, setup_logging
+from proxy.logs import ACCESS_LOGGER, JSONFormatter, RequestLog, log_request, setup_logging
 from proxy.secrets import Secret
 
 pytestmark = pytest.mark.timeout(30)
@@ -39,6 +39,17 @@ def entry(**overrides) -> RequestLog:
                   ttft_ms=120.5, tokens_in=12, tokens_out=34, fallback_reason="429")
     values.update(overrides)
     return RequestLog(**values)
+
+
+class Captured(logging.Handler):
+    """A handler a user or plugin might add next to ours: it sees the records as made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def test_access_line_is_one_json_object_with_the_request_fields():
@@ -118,3 +129,46 @@ def test_request_lines_can_be_turned_off():
     log_request(entry())
     logging.getLogger("proxy.reload").info("still logged")
     assert [json.loads(line)["msg"] for line in out.getvalue().splitlines()] == ["still logged"]
+
+
+def test_another_handler_sees_the_access_record_as_our_line_writes_it():
+    out, seen = io.StringIO(), Captured()
+    setup_logging(LoggingConfig(format="json"), out)
+    logging.getLogger().addHandler(seen)
+    log_request(entry())
+    line = json.loads(out.getvalue())
+    (record,) = seen.records
+    assert type(record.msg) is str and record.args is None
+    assert record.getMessage() == line["msg"] == \
+        "POST /v1/chat/completions main via fast/small -> slow/big 200 812ms ttft=120ms tokens=12/34 fallback=429"
+    assert record.byok_fields == {name: line[name] for name in record.byok_fields}
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+@pytest.mark.parametrize("name", ["error", "model", "path", "upstreams", "request_id", "method", "served_by",
+                                  "fallback_reason", "status"])
+def test_a_secret_in_any_access_field_is_redacted_in_the_line_and_in_the_record(name, log_format):
+    """An upstream may echo a key into its error; a client may send one as a model name or a
+    request id. The access line usually has no secret, and skips redacting twice only then."""
+    key = Secret("sk-live-echoed-0123456789").reveal()
+    out, seen = io.StringIO(), Captured()
+    setup_logging(LoggingConfig(format=log_format), out)
+    logging.getLogger().addHandler(seen)
+    log_request(entry(**{name: (f"fast/{key}",) if name == "upstreams" else f"said {key}"}))
+    (record,) = seen.records
+    assert key not in out.getvalue() and out.getvalue()
+    assert key not in record.getMessage() and key not in repr(record.byok_fields)
+    redacted = ["fast/***"] if name == "upstreams" else "said ***"
+    assert record.byok_fields[name] == redacted
+    if log_format == "json":
+        assert json.loads(out.getvalue())[name] == redacted
+
+
+def test_timestamps_are_utc_to_the_millisecond_whatever_order_records_come_in():
+    formatter = JSONFormatter()
+    stamps = {1700000000.999: "2023-11-14T22:13:20.999Z", 1700000001.0: "2023-11-14T22:13:21.000Z",
+              1700000000.5: "2023-11-14T22:13:20.500Z", 1700086400.25: "2023-11-15T22:13:20.250Z"}
+    for created, expected in stamps.items():
+        record = logging.LogRecord("proxy.test", logging.INFO, __file__, 1, "m", None, None)
+        record.created = created
+        assert json.loads(formatter.format(record))["ts"] == expected

@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.config import parse_config
 from proxy.catalog import Catalog
 from proxy.circuit import CircuitRegistry
+from proxy.errors import RateLimited
+from proxy.exchange import Attempt, ProxyRequest, RequestTrace
 from proxy.health import HealthMonitor
 from proxy.limiter import LimiterRegistry
 from proxy.metrics import LATENCY_BUCKETS, Metrics
@@ -212,3 +214,32 @@ def test_each_instance_has_its_own_registry():
     first.observe_overhead(0.5)
     assert samples(second, "byok_proxy_overhead_seconds_count") == {(): 0.0}
     assert samples(first, "byok_proxy_overhead_seconds_count") == {(): 1.0}
+
+
+def test_a_finished_request_counts_its_fallbacks_and_busy_refusals_every_time(metrics):
+    """Children are looked up once per label set and reused: the second request counts too."""
+    def finished(attempts, error=None):
+        trace = RequestTrace(attempts=[Attempt(upstream, model, reason=reason) for upstream, model, reason in attempts])
+        metrics.observe_finished(ProxyRequest(request_id="r", method="POST", path="chat/completions", started_at=1.0,
+                                              trace=trace), 200 if error is None else error.status, error, 2.0)
+
+    for _ in range(2):
+        finished([("fast", "small", "500"), ("slow", "huge-model", "busy")], RateLimited("queued too long", retry_after=1))
+        finished([("fast", "small", "busy"), ("slow", "huge-model", None)])
+    assert nonzero(metrics, "byok_fallbacks_total") == {
+        (("from", "fast"), ("reason", "500"), ("to", "slow")): 2.0,
+        (("from", "fast"), ("reason", "busy"), ("to", "slow")): 2.0}
+    assert nonzero(metrics, "byok_rejected_total") == {
+        (("reason", "queue_timeout"), ("upstream", "slow")): 2.0,
+        (("reason", "concurrency_limit"), ("upstream", "fast")): 2.0}
+    assert nonzero(metrics, "byok_requests_total") == {
+        (("model", "huge-model"), ("status", "429"), ("upstream", "slow")): 2.0,
+        (("model", "huge-model"), ("status", "200"), ("upstream", "slow")): 2.0}
+
+
+def test_label_lookups_are_remembered_by_label_values_not_by_what_a_client_asked_for(metrics):
+    """A client can name any model under an upstream (`fast/anything`): the lookups kept per
+    request must not grow with those names, only with the bounded labels they map to."""
+    for index in range(100):
+        metrics.observe_request(upstream="fast", model=f"client-chose-{index}", status=200, duration=0.1)
+    assert len(metrics._request_series) == 1
