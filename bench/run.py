@@ -157,7 +157,9 @@ async def _hold_level(system: System, make, count: int, ctx: Context, limit: int
     before = await procs.settle_rss(system.server, 1.0)
     ramp = count / s.hold_connect_rate
     interval = s.hold_chunk_interval_ms / 1000
-    chunks = max(2, math.ceil((ramp + 5 + 6) / interval))
+    # Long enough that the first stream is still open when the last one starts, even when this
+    # machine opens them at half the asked rate (a slow ramp once cut a 10,000 plateau to 9,248).
+    chunks = max(2, math.ceil((2 * ramp + 5 + 6) / interval))
     model = system.model(f"s{chunks}x{s.hold_chunk_interval_ms}")
     peak = {"rss_mb": 0.0}
 

@@ -88,6 +88,10 @@ class Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time. The protocol callbacks parse as bytes
     arrive; `read_head` / `read_body` wait for what they need with one timer per wait."""
 
+    __slots__ = ("_loop", "transport", "closed", "reused", "idle_since", "_state", "_pending", "_chunks",
+                 "_buffered", "_paused", "_remaining", "_keep_alive", "_head", "_head_only", "received", "_error",
+                 "_waiter")  # one per upstream connection, thousands with many streams open
+
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
         self.transport: asyncio.Transport | None = None
@@ -121,6 +125,7 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def eof_received(self) -> None:
+        self._keep_alive = False  # the upstream will send no more: never reuse this connection
         return None  # let the transport close; connection_lost decides what the EOF meant
 
     def data_received(self, data: bytes) -> None:
@@ -146,7 +151,7 @@ class Connection(asyncio.Protocol):
     def send(self, payload: bytes, head_only: bool) -> None:
         self._state = _HEAD
         self._head, self._head_only, self.received = None, head_only, False
-        self._keep_alive, self._error = True, None
+        self._error = None
         self._chunks, self._buffered = [], 0
         self.transport.write(payload)
 
@@ -176,6 +181,12 @@ class Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         return (self._state == _DONE and self._keep_alive and not self.closed and not self._chunks
                 and not self._pending and self._error is None)
+
+    def usable_at(self, now: float) -> bool:
+        """Whether a pooled connection can carry a new request: open, not half-closed by the
+        upstream (an EOF arrives before the close does), and not idle past IDLE_SECONDS."""
+        return (not self.closed and self._keep_alive and not self.transport.is_closing()
+                and now - self.idle_since < IDLE_SECONDS)
 
     def finish(self) -> None:
         """The answer was read to its end and the connection goes back to the pool."""
@@ -484,7 +495,7 @@ class Pool:
         idle = self._idle
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
+            if connection.usable_at(now):
                 return connection
             connection.abort()
         return await self._connect(loop, connect_timeout, deadline)

@@ -181,6 +181,22 @@ async def test_a_pooled_connection_closed_by_the_upstream_while_idle_is_not_used
     assert (server.connections, len(server.requests)) == (2, 2)
 
 
+async def test_a_connection_the_upstream_half_closed_is_not_reused(raw_server):
+    async def answer_then_eof(n):
+        server.writers[-1].write(_ok(b"bye"))
+        server.writers[-1].write_eof()  # FIN now; the full close would come later
+        await asyncio.sleep(0.5)
+        return None
+
+    server = await raw_server(answer_then_eof)
+    response = await _request(server)
+    assert await response.read() == b"bye"
+    await asyncio.sleep(0.05)
+    first = response._connection
+    response.release()
+    assert await server.pool.acquire(2.0, _deadline()) is not first
+
+
 async def test_a_pooled_connection_that_closes_as_it_is_reused_is_retried_once_fresh(raw_server):
     # The race the previous test avoids: the close arrives only after the request was written.
     server = await raw_server(lambda n: None if n == 2 else _ok(b"answer %d" % n))
