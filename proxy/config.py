@@ -333,6 +333,14 @@ def _finish_upstream(name: str, upstream: UpstreamConfig, lines: LineIndex,
     kind = upstream.kind or upstream_rules.detect_kind(upstream.base_url, wire_format)
     if upstream.options is not None and not isinstance(upstream.options, Mapping):
         problems.append(Problem(f"{path}.options", lines.line(f"{path}.options"), "must be a mapping of JSON fields"))
+    for header, value in upstream.headers.items():
+        problem = upstream_rules.header_problem(header, value.reveal())
+        if problem:
+            problems.append(Problem(f"{path}.headers.{header}", lines.line(f"{path}.headers"), problem))
+    if upstream.api_key is not None:
+        problem = upstream_rules.header_problem("api-key", upstream.api_key.reveal())
+        if problem:
+            problems.append(Problem(f"{path}.api_key", lines.line(f"{path}.api_key"), problem))
     for model_name, model in upstream.models.items():
         if model.options is not None and not isinstance(model.options, Mapping):
             problems.append(Problem(f"{path}.models.{model_name}.options",

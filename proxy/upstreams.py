@@ -141,3 +141,17 @@ def is_private_host(host: str) -> bool:
 def is_loopback_bind(host: str) -> bool:
     """Whether a listen address only accepts connections from this machine."""
     return _is_loopback_name(host.lower().strip("[]"))
+
+
+# RFC 9110 field names are tokens; a value may not hold CR, LF or NUL (they would end the
+# header and start another one: request smuggling through a config or an env var).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """What is wrong with a header the config would send upstream, or None. Never quotes the value."""
+    if not _HEADER_NAME.fullmatch(name):
+        return f"'{name}' is not a valid HTTP header name"
+    if "\r" in value or "\n" in value or "\0" in value:
+        return "the value contains a line break or NUL (a trailing newline from a file or variable?)"
+    return None

@@ -98,3 +98,22 @@ def test_thinking_budget_below_the_minimum_is_a_config_error(tmp_path):
     result = run_cli("validate", "-c", str(path))
     assert result.returncode == 1
     assert result.stdout.startswith("reasoning.budgets.low (line 5): a thinking budget must be at least 1024")
+
+
+def test_headers_that_would_split_the_request_are_config_errors(tmp_path, monkeypatch):
+    # A key read from a file often keeps its trailing newline; sent as is it would end the
+    # header early. Refused at load, naming the field, never quoting the value.
+    monkeypatch.setenv("BYOK_TEST_KEY_WITH_NEWLINE", "sk-line-break-secret\n")
+    path = tmp_path / "headers.yaml"
+    path.write_text("upstreams:\n"
+                    "  a:\n"
+                    "    base_url: https://api.example.com/v1\n"
+                    "    api_key: ${BYOK_TEST_KEY_WITH_NEWLINE}\n"
+                    "    headers: {\"bad name\": x, X-Ok: \"one\\r\\nInjected: two\"}\n")
+    result = run_cli("validate", "-c", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("upstreams.a.api_key (line 4): the value contains a line break") for line in lines)
+    assert any(line.startswith("upstreams.a.headers.bad name (line 5): 'bad name' is not a valid") for line in lines)
+    assert any(line.startswith("upstreams.a.headers.X-Ok (line 5): the value contains a line break") for line in lines)
+    assert "sk-line-break-secret" not in result.stdout and "Injected" not in result.stdout
