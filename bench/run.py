@@ -157,9 +157,7 @@ async def _hold_level(system: System, make, count: int, ctx: Context, limit: int
     before = await procs.settle_rss(system.server, 1.0)
     ramp = count / s.hold_connect_rate
     interval = s.hold_chunk_interval_ms / 1000
-    # Long enough that the first stream is still open when the last one starts, even when this
-    # machine opens them at half the asked rate (a slow ramp once cut a 10,000 plateau to 9,248).
-    chunks = max(2, math.ceil((2 * ramp + 5 + 6) / interval))
+    chunks = _hold_chunks(count, s)
     model = system.model(f"s{chunks}x{s.hold_chunk_interval_ms}")
     peak = {"rss_mb": 0.0}
 
@@ -187,10 +185,16 @@ def _models(ctx: Context) -> list[str]:
     s = ctx.settings
     names = {"bench", s.stream_model, s.burst_model}
     for count in s.hold_counts:
-        ramp = count / s.hold_connect_rate
-        interval = s.hold_chunk_interval_ms / 1000
-        names.add(f"s{max(2, math.ceil((ramp + 5 + 6) / interval))}x{s.hold_chunk_interval_ms}")
+        names.add(f"s{_hold_chunks(count, s)}x{s.hold_chunk_interval_ms}")
     return sorted(names)
+
+
+def _hold_chunks(count: int, s) -> int:
+    """Chunks per held stream: long enough that the first stream is still open when the last
+    one starts, even when this machine opens them at half the asked rate (a slow ramp once
+    cut a 10,000 plateau to 9,248)."""
+    ramp = count / s.hold_connect_rate
+    return max(2, math.ceil((2 * ramp + 5 + 6) / (s.hold_chunk_interval_ms / 1000)))
 
 
 async def warm_up(system: System) -> None:
