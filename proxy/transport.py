@@ -1,6 +1,6 @@
 """The fixed end of the chain: sends one attempt to one upstream.
 
-One pool of keep-alive connections per upstream (proxy/http1.py). Every client, asyncio
+One pool of keep-alive connections per upstream (proxy/upstream_client.py). Every client, asyncio
 and ssl failure is mapped into proxy.errors here and nowhere else. Timeouts: `connect`
 bounds the TCP/TLS setup, `first_byte` bounds every read (the response head and, once
 streaming, each silence between chunks), and `total` bounds the whole attempt including
@@ -14,7 +14,7 @@ import ssl
 import time
 from typing import AsyncIterator, Mapping
 
-from proxy import http1, jsonutil
+from proxy import http1, jsonutil, upstream_client
 from proxy.config import Config, UpstreamConfig
 from proxy.errors import (InvalidRequest, ProxyError, UpstreamError, UpstreamProtocolError, UpstreamTimeout,
                           UpstreamUnreachable)
@@ -31,7 +31,7 @@ SSE_TYPE = "text/event-stream"
 class Transport:
     def __init__(self, config: Config):
         self._config = config
-        self._pools = {name: http1.Pool(upstream.base_url) for name, upstream in config.upstreams.items()
+        self._pools = {name: upstream_client.Pool(upstream.base_url) for name, upstream in config.upstreams.items()
                        if upstream.format != "mock"}
 
     async def start(self) -> None:
@@ -82,7 +82,7 @@ class Transport:
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers = {**headers, "content-type": content_type or "application/json"}
         try:
-            response = await http1.send(self._pools[upstream.name], request.method, request_target, headers, body,
+            response = await upstream_client.send(self._pools[upstream.name], request.method, request_target, headers, body,
                                         connect_timeout=upstream.timeout.connect,
                                         read_timeout=upstream.timeout.first_byte, deadline=deadline)
         except ValueError as exc:  # a header with a line break: never sent

@@ -1,6 +1,6 @@
-"""proxy/http1.py, the upstream client, against raw loopback servers that write exact bytes:
-framing (Content-Length, chunked, until close), decoding, pooling and the stale-socket retry,
-timeouts, back-pressure, and refusal of malformed answers."""
+"""The upstream client (proxy/http1.py, proxy/upstream_client.py) against raw loopback servers
+that write exact bytes: framing (Content-Length, chunked, until close), decoding, pooling and
+the stale-socket retry, timeouts, back-pressure, and refusal of malformed answers."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from proxy import http1
+from proxy import http1, upstream_client
 
 
 class RawServer:
@@ -25,7 +25,7 @@ class RawServer:
     async def start(self) -> "RawServer":
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
-        self.pool = http1.Pool(f"http://127.0.0.1:{self.port}/v1")
+        self.pool = upstream_client.Pool(f"http://127.0.0.1:{self.port}/v1")
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -78,7 +78,7 @@ def _deadline(seconds: float = 5.0) -> float:
 
 async def _request(server: RawServer, body: bytes = b'{"a":1}', read_timeout: float = 5.0,
                    deadline: float | None = None, method: str = "POST", headers=None) -> http1.Response:
-    return await http1.send(server.pool, method, server.pool.target("chat/completions"),
+    return await upstream_client.send(server.pool, method, server.pool.target("chat/completions"),
                             headers or {"content-type": "application/json"}, body, connect_timeout=2.0,
                             read_timeout=read_timeout, deadline=deadline or _deadline())
 
@@ -295,15 +295,15 @@ async def test_header_with_a_line_break_is_refused_before_sending(raw_server):
 
 
 async def test_refused_connection_is_connect_failed():
-    pool = http1.Pool("http://127.0.0.1:9/v1")  # discard port: nothing listens
+    pool = upstream_client.Pool("http://127.0.0.1:9/v1")  # discard port: nothing listens
     with pytest.raises(http1.ConnectFailed) as caught:
-        await http1.send(pool, "GET", pool.target("models"), {}, b"", connect_timeout=2.0, read_timeout=2.0,
+        await upstream_client.send(pool, "GET", pool.target("models"), {}, b"", connect_timeout=2.0, read_timeout=2.0,
                          deadline=_deadline())
     assert isinstance(caught.value.os_error, ConnectionRefusedError)
 
 
 async def test_idle_connections_are_closed_after_the_idle_time(raw_server, monkeypatch):
-    monkeypatch.setattr(http1, "IDLE_SECONDS", 0.1)
+    monkeypatch.setattr(upstream_client, "IDLE_SECONDS", 0.1)
     server = await raw_server(lambda n: _ok(b"{}"))
     response = await _request(server)
     await response.read()
@@ -314,9 +314,9 @@ async def test_idle_connections_are_closed_after_the_idle_time(raw_server, monke
 
 
 def test_request_targets_keep_the_base_path_and_encode_what_is_unsafe():
-    pool = http1.Pool("https://api.example.com/openai/v1")
+    pool = upstream_client.Pool("https://api.example.com/openai/v1")
     assert pool.host_header == "api.example.com" and pool.port == 443
     assert pool.target("chat/completions") == "/openai/v1/chat/completions"
     assert pool.target("models", "a=1&b=two") == "/openai/v1/models?a=1&b=two"
     assert pool.target("files", "q=a b") == "/openai/v1/files?q=a%20b"
-    assert http1.Pool("http://[::1]:8000/v1").host_header == "[::1]:8000"
+    assert upstream_client.Pool("http://[::1]:8000/v1").host_header == "[::1]:8000"

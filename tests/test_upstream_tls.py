@@ -1,9 +1,9 @@
-"""HTTPS upstreams through the proxy's own client (proxy/http1.py): a certificate the system
+"""HTTPS upstreams through the proxy's own client (proxy/upstream_client.py): a certificate the system
 trusts works for answers and streams; one it does not trust
 is a 502 naming the TLS failure, never a 500 or a hang."""
 import pytest
 
-from proxy import http1
+from proxy import upstream_client
 from tests.conftest import client_for
 from tests.upstreams.scripted_upstream import Reply, ScriptedUpstream, self_signed_context
 
@@ -56,7 +56,7 @@ async def test_trusted_certificate_serves_answers_and_streams(tls_upstream, prox
                                                           tmp_path, monkeypatch):
     # The way a user trusts a private CA: SSL_CERT_FILE, read when the client's TLS context is made.
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
-    monkeypatch.setattr(http1, "_default_tls", None)
+    monkeypatch.setattr(upstream_client, "_default_tls", None)
     proxy = await proxy_factory(_config(tls_upstream))
     client = client_for(proxy)
     answer = await client.chat.completions.create(model="secure/m", messages=[{"role": "user", "content": "x"}])
