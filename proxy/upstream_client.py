@@ -37,10 +37,10 @@ class Pool:
         parts = urlsplit(base_url)
         self.scheme = parts.scheme
         self.host = parts.hostname or ""
-        self.port = parts.port or (443 if self.scheme == "https" else 80)
-        default_port = self.port == (443 if self.scheme == "https" else 80)
-        shown_host = f"[{self.host}]" if ":" in self.host else self.host
-        self.host_header = shown_host if default_port else f"{shown_host}:{self.port}"
+        default_port = 443 if self.scheme == "https" else 80
+        self.port = parts.port or default_port
+        shown_host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literals keep their brackets
+        self.host_header = shown_host if self.port == default_port else f"{shown_host}:{self.port}"
         self.base_path = _request_target(parts.path.rstrip("/"))
         self._idle: list[Connection] = []
         self._closed = False
