@@ -170,8 +170,10 @@ class Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return (self._state == _DONE and self._keep_alive and not self.closed and not self._chunks
-                and not self._pending and self._error is None)
+        """Whether the answer ended cleanly, nothing of it is left unread, and the connection
+        can still carry another request."""
+        return (self._state == _DONE and not self._chunks and not self._pending and self._error is None
+                and self.usable)
 
     @property
     def usable(self) -> bool:

@@ -137,12 +137,11 @@ async def _read_bounded(response: http1.Response, upstream: UpstreamConfig, limi
                         budget: str) -> bytes:
     """The body (at most `limit` bytes: an error body is for reading, not for holding a download)."""
     try:
-        payload = await response.read(limit)
+        return await response.read(limit)
     except (http1.ClientFailure, OSError) as exc:
-        response.close()
         raise map_client_error(upstream, exc, phase="body", budget=budget) from None
-    response.release()
-    return payload
+    finally:
+        response.release()  # closed instead when the body was cut short or not read to its end
 
 
 async def _read_events(response: http1.Response, upstream: UpstreamConfig, budget: str) -> AsyncIterator[SSEEvent]:
