@@ -26,7 +26,7 @@ async def _reads(pieces: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def translate_once(pieces: list[bytes], adapter, request, target) -> int:
-    from proxy.sse import parse_stream
+    from proxy.streams.sse import parse_stream
     chunks = 0
     async for event in adapter.translate_stream(parse_stream(_reads(pieces)), request, target):
         chunks += 1 if event.raw else 0
@@ -34,8 +34,8 @@ async def translate_once(pieces: list[bytes], adapter, request, target) -> int:
 
 
 def _request_and_target():
-    from proxy.config import parse_config
-    from proxy.exchange import ProxyRequest, Target
+    from proxy.config.model import parse_config
+    from proxy.core.exchange import ProxyRequest, Target
     config = parse_config("upstreams:\n  bencha:\n    base_url: http://127.0.0.1:9/v1\n"
                           "    format: anthropic\n    api_key: sk-bench\n")
     target = Target(config.upstreams["bencha"], "bench")

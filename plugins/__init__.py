@@ -1,1 +1,1 @@
-"""Built-in middleware, one concern per module. See proxy/chain.py for the contract."""
+"""Built-in middleware, one concern per module. See proxy/core/chain.py for the contract."""

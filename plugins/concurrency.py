@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import time
 
-from proxy.chain import Handler, PluginContext
-from proxy.errors import RateLimited
-from proxy.exchange import ProxyRequest, ProxyResponse
-from proxy.limiter import LimiterRegistry, Slot
-from proxy.streamguard import GuardedStream
+from proxy.core.chain import Handler, PluginContext
+from proxy.core.errors import RateLimited
+from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.resilience.limiter import LimiterRegistry, Slot
+from proxy.streams.guard import GuardedStream
 
 # When a slot is refused, suggest retrying after about one queue_timeout, within these bounds.
 RETRY_AFTER_BOUNDS = (1.0, 30.0)

@@ -7,7 +7,7 @@ every target but the last resort is tried with `no_wait`, and when all were busy
 the request queues on the first busy one (concurrency then answers 429).
 
 A stream commits at its first content, tool or reasoning delta (see
-proxy/streamguard.py): a failure before that falls back unseen by the
+proxy/streams/guard.py): a failure before that falls back unseen by the
 client; after it the failure propagates and the server ends the stream with an
 error event.
 """
@@ -17,12 +17,12 @@ import asyncio
 import random
 from typing import Optional
 
-from proxy.chain import Handler, PluginContext
-from proxy.circuit import CircuitBreaker, CircuitRegistry, is_server_failure
-from proxy.config import DEFAULT_FALLBACK_ON
-from proxy.errors import ProxyError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamHTTPError
-from proxy.exchange import Attempt, ProxyRequest, ProxyResponse, Target
-from proxy.streamguard import await_commit
+from proxy.core.chain import Handler, PluginContext
+from proxy.resilience.circuit import CircuitBreaker, CircuitRegistry, is_server_failure
+from proxy.config.model import DEFAULT_FALLBACK_ON
+from proxy.core.errors import ProxyError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamHTTPError
+from proxy.core.exchange import Attempt, ProxyRequest, ProxyResponse, Target
+from proxy.streams.guard import await_commit
 
 BACKOFF_BASE, BACKOFF_CAP = 0.25, 8.0  # seconds: retry n waits up to min(cap, base * 2**(n-1))
 

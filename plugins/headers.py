@@ -9,9 +9,9 @@ Auth and configured headers are computed once per upstream at build time.
 """
 from __future__ import annotations
 
-from proxy.chain import Handler, PluginContext
-from proxy.config import UpstreamConfig
-from proxy.exchange import ProxyRequest, ProxyResponse
+from proxy.core.chain import Handler, PluginContext
+from proxy.config.model import UpstreamConfig
+from proxy.core.exchange import ProxyRequest, ProxyResponse
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection"})

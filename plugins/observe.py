@@ -6,7 +6,7 @@ client went away). Everything is read from the request's trace, which the
 inner middleware filled in: attempts in order with their fallback reasons,
 first-token time, token usage, queue wait, dispatch time.
 
-It also enters each request into the drain registry (proxy/lifecycle.py) for
+It also enters each request into the drain registry (proxy/server/lifecycle.py) for
 as long as it runs, stream included, and turns the drain's interruption into
 the error the client is told about.
 """
@@ -16,11 +16,11 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
-from proxy.chain import Handler, PluginContext
-from proxy.errors import ProxyError
-from proxy.exchange import ProxyRequest, ProxyResponse
-from proxy.logs import RequestLog, log_request
-from proxy.sse import SSEEvent
+from proxy.core.chain import Handler, PluginContext
+from proxy.core.errors import ProxyError
+from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.observability.logs import RequestLog, log_request
+from proxy.streams.sse import SSEEvent
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
 

@@ -1,7 +1,7 @@
 """The reasoning middleware: one effort vocabulary in, each provider's native form out.
 
 On the way out it rewrites the chat body for the current attempt's target
-(`proxy.reasoning.rewrite_request`: precedence, dialect, budgets). It runs per
+(`proxy.core.reasoning.rewrite_request`: precedence, dialect, budgets). It runs per
 attempt, inside fallback, so each target gets its own dialect from the same
 client body, which is never mutated.
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, Mapping, Sequence
 
-from proxy import reasoning
-from proxy.chain import Handler, PluginContext
-from proxy.exchange import ProxyRequest, ProxyResponse, Target
-from proxy.sse import SSEEvent
-from proxy.streamguard import FilteredStream
+from proxy.core import reasoning
+from proxy.core.chain import Handler, PluginContext
+from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
+from proxy.streams.sse import SSEEvent
+from proxy.streams.guard import FilteredStream
 
 # Cheap byte test before any JSON parsing: most chunks carry no reasoning at all.
 _REASONING_MARK = b'"reasoning'

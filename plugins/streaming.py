@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from typing import AsyncIterator
 
-from proxy import jsonutil
-from proxy.chain import Handler, PluginContext
-from proxy.errors import UpstreamProtocolError
-from proxy.exchange import ProxyRequest, ProxyResponse
-from proxy.sse import SSEEvent
-from proxy.streamguard import FilteredStream, commits
+from proxy.core import jsonutil
+from proxy.core.chain import Handler, PluginContext
+from proxy.core.errors import UpstreamProtocolError
+from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.streams.sse import SSEEvent
+from proxy.streams.guard import FilteredStream, commits
 from proxy.wire.openai import completion_to_events, record_usage
 
 

@@ -9,9 +9,9 @@ import signal
 import sys
 from typing import Sequence
 
-from proxy.config import Config, ConfigError, load_config
-from proxy.secrets import Keyring, SecretError, generate_key
-from proxy.upstreams import is_loopback_bind
+from proxy.config.model import Config, ConfigError, load_config
+from proxy.config.secrets import Keyring, SecretError, generate_key
+from proxy.config.urls import is_loopback_bind
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -85,7 +85,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from proxy import check
+    from proxy.catalog import check
     return check.run(args)
 
 
@@ -127,7 +127,7 @@ def _read_secret() -> str:
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    from proxy import rotate
+    from proxy.config import rotate
     path = args.config or default_config_path()
     try:
         text = rotate.read_config_text(path)
@@ -158,8 +158,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"refusing to listen on {host} without auth.api_keys: anyone who can reach it could spend your keys. "
               f"Add auth.api_keys, bind 127.0.0.1, or pass --allow-unauthenticated.", file=sys.stderr)
         return EXIT_CONFIG
-    if args.workers > 1:  # proxy/workers.py forks N processes that share the port
-        from proxy import workers
+    if args.workers > 1:  # proxy/server/workers.py forks N processes that share the port
+        from proxy.server import workers
         return workers.run(config, host, port, args.workers, lambda bound: _serve_process(config, host, bound, True))
     return _serve_process(config, host, port, False)
 
@@ -180,11 +180,11 @@ def _install_fast_loop() -> None:
 
 
 async def _serve(config: Config, host: str, port: int, reuse_port: bool = False) -> int:
-    from proxy.chain import PluginLoadError
-    from proxy.lifecycle import drain
-    from proxy.reload import Reloader
-    from proxy.server import ProxyApp, start_site
-    from proxy.services import Services
+    from proxy.core.chain import PluginLoadError
+    from proxy.server.lifecycle import drain
+    from proxy.server.reload import Reloader
+    from proxy.server.app import ProxyApp, start_site
+    from proxy.core.services import Services
     services = Services.create(config)
     _setup_observability(config, services)
     try:
@@ -227,7 +227,7 @@ def _begin_drain(services, stop: asyncio.Event) -> None:
 
 def _setup_observability(config: Config, services) -> None:
     try:
-        from proxy.logs import setup_logging
+        from proxy.observability.logs import setup_logging
     except ImportError:
         return
     setup_logging(config.logging)

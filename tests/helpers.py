@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.config import parse_config
-from proxy.server import ProxyApp, start_site
-from proxy.services import Services
+from proxy.config.model import parse_config
+from proxy.server.app import ProxyApp, start_site
+from proxy.core.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,11 +2,11 @@
 type to its OpenAI envelope and status, and pages of /v1/models to catalog entries."""
 import pytest
 
-from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamAuthError, UpstreamHTTPError, UpstreamProtocolError
-from proxy.exchange import ProxyRequest, Target
-from proxy.wire import anthropic
-from proxy.wire.anthropic_response import error_from_event
+from proxy.config.model import UpstreamConfig
+from proxy.core.errors import UpstreamAuthError, UpstreamHTTPError, UpstreamProtocolError
+from proxy.core.exchange import ProxyRequest, Target
+from proxy.wire.anthropic import adapter as anthropic
+from proxy.wire.anthropic.response import error_from_event
 
 pytestmark = pytest.mark.timeout(30)
 UPSTREAM = UpstreamConfig(name="claude", base_url="http://127.0.0.1:9/v1", format="anthropic")

@@ -11,9 +11,9 @@ import typing_extensions
 from anthropic.types import message_create_params
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from proxy.config import UpstreamConfig
-from proxy.exchange import Target
-from proxy.wire.anthropic_request import encode_request
+from proxy.config.model import UpstreamConfig
+from proxy.core.exchange import Target
+from proxy.wire.anthropic.request import encode_request
 from tests.upstreams import anthropic_rules as rules
 
 pytestmark = pytest.mark.timeout(300)

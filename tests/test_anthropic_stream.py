@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from proxy.config import UpstreamConfig
-from proxy.errors import ProxyError, UpstreamHTTPError, UpstreamProtocolError
-from proxy.exchange import ProxyRequest, Target
-from proxy.sse import SSEEvent
-from proxy.wire import anthropic
+from proxy.config.model import UpstreamConfig
+from proxy.core.errors import ProxyError, UpstreamHTTPError, UpstreamProtocolError
+from proxy.core.exchange import ProxyRequest, Target
+from proxy.streams.sse import SSEEvent
+from proxy.wire.anthropic import adapter as anthropic
 from tests.upstreams.anthropic_upstream import Reply, build_message, redacted, stream_events, text, thinking, tool_use
 
 pytestmark = pytest.mark.timeout(120)

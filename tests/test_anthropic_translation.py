@@ -2,11 +2,11 @@
 and each rule checked against the Messages API's own refusals (tests/upstreams/anthropic_rules)."""
 import pytest
 
-from proxy.config import AliasConfig, ModelSettings, UpstreamConfig
-from proxy.errors import InvalidRequest
-from proxy.exchange import Target
-from proxy.secrets import Secret
-from proxy.wire.anthropic_request import DEFAULT_MAX_TOKENS, DROPPED, encode_request
+from proxy.config.model import AliasConfig, ModelSettings, UpstreamConfig
+from proxy.core.errors import InvalidRequest
+from proxy.core.exchange import Target
+from proxy.config.secrets import Secret
+from proxy.wire.anthropic.request import DEFAULT_MAX_TOKENS, DROPPED, encode_request
 from tests.upstreams import anthropic_rules as rules
 
 pytestmark = pytest.mark.timeout(30)

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
-from proxy.catalog import DEFAULT_CONTEXT_WINDOW, Catalog
-from proxy.config import parse_config
+from proxy.catalog.models import DEFAULT_CONTEXT_WINDOW, Catalog
+from proxy.config.model import parse_config
 from tests import catalog_fixtures as fx
 from tests.upstreams.scripted_upstream import Reply, ScriptedUpstream, Seen
 
@@ -279,7 +279,7 @@ async def test_the_models_list_never_shows_a_key(upstream, proxy_factory):
 
 
 def _model(model_id: str):
-    from proxy.discovery import DiscoveredModel
+    from proxy.catalog.discovery import DiscoveredModel
     return DiscoveredModel(id=model_id)
 
 

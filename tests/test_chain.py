@@ -1,10 +1,10 @@
 """The middleware chain: one contract, built once, the transport as its fixed end."""
 import aiohttp
 
-from proxy.chain import BUILTIN_ORDER, PluginContext, assemble, build_chain
-from proxy.config import parse_config
-from proxy.services import Services
-from proxy.transport import Transport
+from proxy.core.chain import BUILTIN_ORDER, PluginContext, assemble, build_chain
+from proxy.config.model import parse_config
+from proxy.core.services import Services
+from proxy.upstream.transport import Transport
 
 PLUGIN_CONFIG = """
 upstreams:
@@ -59,7 +59,7 @@ async def test_user_plugin_from_dotted_path_rewrites_request_and_response(openai
 
 def test_a_missing_plugin_is_a_clear_startup_error():
     import pytest
-    from proxy.chain import PluginLoadError
+    from proxy.core.chain import PluginLoadError
     config = parse_config("upstreams:\n  demo: {format: mock}\nplugins: [tests.no_such_module.Thing]\n")
     with pytest.raises(PluginLoadError, match="tests.no_such_module.Thing"):
         assemble(PluginContext(config, Services.create(config)))

@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from proxy import diagnose
-from proxy.check import UpstreamReport, check_upstreams
-from proxy.config import parse_config
+from proxy.catalog import diagnose
+from proxy.catalog.check import UpstreamReport, check_upstreams
+from proxy.config.model import parse_config
 from tests import catalog_fixtures as fx
 from tests.helpers import ROOT, free_port
 from tests.upstreams.scripted_upstream import Reply, ScriptedUpstream, self_signed_context

@@ -10,8 +10,8 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.config import parse_config
-from proxy.limiter import LocalLimiter
+from proxy.config.model import parse_config
+from proxy.resilience.limiter import LocalLimiter
 from tests.conftest import client_for
 from tests.faults import ChatUpstream, backup, main  # noqa: F401 (fixtures)
 

@@ -130,7 +130,7 @@ def test_build_context_leaves_out_local_files(path):
     assert dockerignore_excludes(path)
 
 
-@pytest.mark.parametrize("path", ["pyproject.toml", "README.md", "proxy/server.py", "plugins/fallback.py"])
+@pytest.mark.parametrize("path", ["pyproject.toml", "README.md", "proxy/server/app.py", "plugins/fallback.py"])
 def test_build_context_keeps_the_source(path):
     assert not dockerignore_excludes(path)
 

@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
-from proxy.config import parse_config
-from proxy.secrets import Keyring, generate_key
+from proxy.config.model import parse_config
+from proxy.config.secrets import Keyring, generate_key
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
 

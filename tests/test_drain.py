@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
-from proxy.lifecycle import drain
+from proxy.server.lifecycle import drain
 from tests.helpers import ROOT, free_port, wait_for_port
 
 pytestmark = pytest.mark.timeout(60)

@@ -10,12 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.config import UpstreamConfig
-from proxy.errors import ProxyError
-from proxy.exchange import ProxyRequest, Target
-from proxy.sse import SSEEvent, SSEParser
-from proxy.wire import anthropic
-
+from proxy.config.model import UpstreamConfig
+from proxy.core.errors import ProxyError
+from proxy.core.exchange import ProxyRequest, Target
+from proxy.streams.sse import SSEEvent, SSEParser
+from proxy.wire.anthropic import adapter as anthropic
 pytestmark = pytest.mark.timeout(120)
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 UPSTREAM = UpstreamConfig(name="claude", base_url="http://127.0.0.1:9/v1", format="anthropic")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.sse import SSEEvent, SSEParser
+from proxy.streams.sse import SSEEvent, SSEParser
 
 pytestmark = pytest.mark.timeout(120)
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

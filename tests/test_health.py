@@ -8,7 +8,7 @@ import time
 import aiohttp
 import pytest
 
-from proxy.config import parse_config
+from proxy.config.model import parse_config
 from tests import catalog_fixtures as fx
 from tests.helpers import free_port
 from tests.upstreams.scripted_upstream import Reply, ScriptedUpstream

@@ -11,9 +11,9 @@ import logging
 
 import pytest
 
-from proxy.config import LoggingConfig
-from proxy.logs import ACCESS_LOGGER, JSONFormatter, RequestLog, log_request, setup_logging
-from proxy.secrets import Secret
+from proxy.config.model import LoggingConfig
+from proxy.observability.logs import ACCESS_LOGGER, JSONFormatter, RequestLog, log_request, setup_logging
+from proxy.config.secrets import Secret
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -106,7 +106,7 @@ def test_secrets_are_redacted_from_every_line():
     key = Secret("sk-live-abcdef123456").reveal()
     out = io.StringIO()
     setup_logging(LoggingConfig(format="json", level="debug"), out)
-    logging.getLogger("proxy.transport").error("upstream said: bad key %s", key)
+    logging.getLogger("proxy.upstream.transport").error("upstream said: bad key %s", key)
     log_request(entry(error=f"echoed {key}"))
     text = out.getvalue()
     assert key not in text
@@ -118,8 +118,8 @@ def test_secrets_are_redacted_from_every_line():
 def test_level_is_configurable():
     out = io.StringIO()
     setup_logging(LoggingConfig(format="json", level="error"), out)
-    logging.getLogger("proxy.reload").warning("not shown")
-    logging.getLogger("proxy.reload").error("shown")
+    logging.getLogger("proxy.server.reload").warning("not shown")
+    logging.getLogger("proxy.server.reload").error("shown")
     assert [json.loads(line)["msg"] for line in out.getvalue().splitlines()] == ["shown"]
 
 
@@ -127,7 +127,7 @@ def test_request_lines_can_be_turned_off():
     out = io.StringIO()
     setup_logging(LoggingConfig(format="json", requests=False), out)
     log_request(entry())
-    logging.getLogger("proxy.reload").info("still logged")
+    logging.getLogger("proxy.server.reload").info("still logged")
     assert [json.loads(line)["msg"] for line in out.getvalue().splitlines()] == ["still logged"]
 
 

@@ -15,7 +15,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.logs import ACCESS_LOGGER
+from proxy.observability.logs import ACCESS_LOGGER
 from tests.conftest import client_for
 from tests.upstreams.openai_upstream import OpenAIUpstream
 

@@ -13,7 +13,7 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.config import EFFORT_LEVELS
+from proxy.config.model import EFFORT_LEVELS
 from tests.conftest import client_for
 from tests.upstreams.anthropic_upstream import DEFAULT_KEY, AnthropicUpstream
 

@@ -1,4 +1,4 @@
-"""proxy/reasoning.py on its own: precedence, dialects, budgets, response normalization."""
+"""proxy/core/reasoning.py on its own: precedence, dialects, budgets, response normalization."""
 from __future__ import annotations
 
 import copy
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from proxy import reasoning
-from proxy.config import EFFORT_LEVELS, AliasConfig, ModelSettings, ReasoningConfig, UpstreamConfig
-from proxy.errors import InvalidRequest
+from proxy.core import reasoning
+from proxy.config.model import EFFORT_LEVELS, AliasConfig, ModelSettings, ReasoningConfig, UpstreamConfig
+from proxy.core.errors import InvalidRequest
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import parse_config
-from proxy.limiter import LimiterRegistry
+from proxy.config.model import parse_config
+from proxy.resilience.limiter import LimiterRegistry
 from tests.conftest import client_for
 from tests.faults import closed_port, main  # noqa: F401 (fixture)
 from tests.helpers import free_port, spawn_proxy, wait_for_port

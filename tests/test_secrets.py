@@ -9,8 +9,8 @@ from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.config import ConfigError, parse_config
-from proxy.secrets import REDACTED, Keyring, Secret, SecretError, redact, redact_value
+from proxy.config.model import ConfigError, parse_config
+from proxy.config.secrets import REDACTED, Keyring, Secret, SecretError, redact, redact_value
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.timeout(120)

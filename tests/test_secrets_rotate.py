@@ -8,9 +8,9 @@ import stat
 import pytest
 from cryptography.fernet import Fernet
 
-from proxy.config import parse_config
-from proxy.rotate import RotationError, rotate_text
-from proxy.secrets import Keyring
+from proxy.config.model import parse_config
+from proxy.config.rotate import RotationError, rotate_text
+from proxy.config.secrets import Keyring
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.timeout(120)

@@ -21,8 +21,8 @@ import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
 
-from proxy.errors import InvalidRequest
-from proxy.secrets import Keyring
+from proxy.core.errors import InvalidRequest
+from proxy.config.secrets import Keyring
 from tests.conftest import client_for
 from tests.helpers import ROOT, free_port, run_cli, start_proxy, wait_for_port
 from tests.upstreams.anthropic_upstream import AnthropicUpstream, Reply
@@ -267,8 +267,8 @@ async def test_no_secret_leaks_from_a_scripted_session_of_the_real_command(tmp_p
 async def test_no_secret_leaks_into_in_process_log_records(upstreams, caplog):
     """Same session in-process: the raw records of byok's own loggers (what any extra handler a
     user installs would see, before our formatter) and the proxy's own formatted output."""
-    from proxy.config import LoggingConfig
-    from proxy.logs import setup_logging
+    from proxy.config.model import LoggingConfig
+    from proxy.observability.logs import setup_logging
     openai_upstream, anthropic_upstream = upstreams
     output = StringIO()
     handler = setup_logging(LoggingConfig(level="debug", format="text"), stream=output)

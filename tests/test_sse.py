@@ -1,7 +1,7 @@
 """The incremental SSE parser: boundaries found as bytes arrive, exact bytes kept."""
 import pytest
 
-from proxy.sse import SSEEvent, SSEParser
+from proxy.streams.sse import SSEEvent, SSEParser
 
 STREAM = (b'data: {"a": 1}\n\n'
           b': keep-alive comment\n\n'

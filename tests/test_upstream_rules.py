@@ -1,8 +1,8 @@
 """Base URL normalization, the http/https policy and well-known hosts (PRODUCT.md)."""
 import pytest
 
-from proxy.config import ConfigError, parse_config
-from proxy.upstreams import BaseURLError, detect_format, detect_kind, normalize_base_url
+from proxy.config.model import ConfigError, parse_config
+from proxy.config.urls import BaseURLError, detect_format, detect_kind, normalize_base_url
 
 
 @pytest.mark.parametrize("raw, wire_format, expected", [

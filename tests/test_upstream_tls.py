@@ -1,9 +1,9 @@
-"""HTTPS upstreams through the proxy's own client (proxy/upstream_client.py): a certificate the system
+"""HTTPS upstreams through the proxy's own client (proxy/upstream/pool.py): a certificate the system
 trusts works for answers and streams; one it does not trust
 is a 502 naming the TLS failure, never a 500 or a hang."""
 import pytest
 
-from proxy import upstream_client
+from proxy.upstream import pool as upstream_client
 from tests.conftest import client_for
 from tests.upstreams.scripted_upstream import Reply, ScriptedUpstream, self_signed_context
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import AsyncIterator, Mapping, Protocol
 
-from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamError
-from proxy.exchange import ProxyRequest, Target
-from proxy.sse import SSEEvent
+from proxy.config.model import UpstreamConfig
+from proxy.core.errors import UpstreamError
+from proxy.core.exchange import ProxyRequest, Target
+from proxy.streams.sse import SSEEvent
 
 
 class WireAdapter(Protocol):
@@ -36,12 +36,12 @@ class WireAdapter(Protocol):
 
     def decode_error(self, upstream: UpstreamConfig, status: int, payload: bytes,
                      headers: Mapping[str, str]) -> UpstreamError:
-        """A native error answer -> the matching error of proxy.errors."""
+        """A native error answer -> the matching error of proxy.core.errors."""
 
 
 def adapter_for(wire_format: str) -> WireAdapter:
     if wire_format == "anthropic":
-        from proxy.wire import anthropic
+        from proxy.wire.anthropic import adapter as anthropic
         return anthropic.ADAPTER
     from proxy.wire import openai
     return openai.ADAPTER

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator, Mapping
 
-from proxy import jsonutil
-from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
-from proxy.exchange import ProxyRequest, Target
-from proxy.sse import SSEEvent, done_event
+from proxy.core import jsonutil
+from proxy.config.model import UpstreamConfig
+from proxy.core.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
+from proxy.core.exchange import ProxyRequest, Target
+from proxy.streams.sse import SSEEvent, done_event
 
 
 class OpenAIAdapter:

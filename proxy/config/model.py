@@ -1,0 +1,376 @@
+"""The configuration: YAML in, frozen dataclasses out, validated once at load.
+
+Every problem is reported with its YAML path and line; `load_config` raises
+ConfigError carrying all of them. Nothing on the request path reads YAML or
+the environment again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Mapping, Optional
+
+from proxy.config import urls as upstream_rules
+from proxy.config.secrets import Keyring, Secret, SecretError
+from proxy.config.schema import Builder, JSONValue, LineIndex, Problem, compose
+
+EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh")
+EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+ReasoningStyle = Literal["effort", "openrouter", "budget", "adaptive", "binary"]
+UpstreamKind = Literal["openai", "openrouter", "anthropic", "gemini", "groq", "mistral", "deepseek", "together",
+                       "fireworks", "perplexity", "zai", "moonshot", "lmstudio", "ollama", "vllm", "litellm",
+                       "generic"]
+MIN_THINKING_BUDGET = 1024
+DEFAULT_FALLBACK_ON = ("connect", "timeout", "408", "429", "5xx")
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number (0-65535)"
+
+
+def _status_code(value: int) -> str | None:
+    return None if 100 <= value <= 599 else "must be an HTTP status code"
+
+
+def _at_least(minimum: int):
+    return lambda value: None if value >= minimum else f"must be at least {minimum}"
+
+
+def positive(default: Any) -> Any:
+    return field(default=default, metadata={"check": _positive})
+
+
+def non_negative(default: Any) -> Any:
+    return field(default=default, metadata={"check": _non_negative})
+
+
+def frozen_map() -> Any:
+    return field(default_factory=lambda: MappingProxyType({}))
+
+
+# ---- upstreams ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = positive(10.0)
+    first_byte: float = positive(60.0)
+    # first_byte also bounds the silence between two reads once a stream has begun.
+    total: float = positive(600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class MockSettings:
+    latency_ms: int = non_negative(0)
+    chunk_delay_ms: int = non_negative(0)
+    fail_status: Optional[int] = field(default=None, metadata={"check": _status_code})
+    # Fraction of requests (0..1) that fail with fail_status; 1 when fail_status is set alone.
+    fail_rate: float = field(default=1.0, metadata={"check": lambda v: None if 0 <= v <= 1 else "must be between 0 and 1"})
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitSettings:
+    failures: int = field(default=5, metadata={"check": _at_least(1)})
+    cooldown: float = positive(30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """What the config says about one upstream model; unset fields mean "unknown"."""
+
+    context_window: Optional[int] = field(default=None, metadata={"check": _at_least(1)})
+    vision: Optional[bool] = None
+    tools: Optional[bool] = None
+    thinking: Optional[bool] = None
+    reasoning_style: Optional[ReasoningStyle] = None
+    reasoning_effort: Optional[EffortLevel] = None
+    reasoning_levels: tuple[EffortLevel, ...] = ()
+    max_tokens: Optional[int] = field(default=None, metadata={"check": _at_least(1)})
+    options: JSONValue = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: str = field(default="", metadata={"internal": True})  # the key it is declared under
+    base_url: Optional[str] = None
+    format: Optional[Literal["openai", "anthropic", "mock"]] = None
+    kind: Optional[UpstreamKind] = None
+    api_key: Optional[Secret] = None
+    auth: Optional[Literal["bearer", "x-api-key"]] = None
+    anthropic_version: str = "2023-06-01"
+    headers: Mapping[str, Secret] = frozen_map()
+    streaming: bool = True
+    # Ask OpenAI-format upstreams for stream usage (for metrics); the chunk is dropped again
+    # when the client did not ask for it. Turn off for servers that reject stream_options.
+    stream_usage: bool = True
+    max_concurrent_requests: Optional[int] = field(default=None, metadata={"check": _at_least(1)})
+    queue_timeout: float = non_negative(30.0)
+    timeout: Timeouts = field(default_factory=Timeouts)
+    retries: int = field(default=0, metadata={"check": lambda v: None if 0 <= v <= 10 else "must be 0-10"})
+    circuit: CircuitSettings = field(default_factory=CircuitSettings)
+    models: Mapping[str, ModelSettings] = frozen_map()
+    discover_models: bool = True
+    options: JSONValue = None
+    append_v1: bool = True
+    allow_http: bool = False
+    normalize_reasoning: bool = False
+    mock: MockSettings = field(default_factory=MockSettings)
+
+    @property
+    def auth_style(self) -> str:
+        if self.auth:
+            return self.auth
+        return "x-api-key" if self.format == "anthropic" else "bearer"
+
+
+# ---- aliases --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AliasConfig:
+    SHORTHAND = "targets"
+
+    targets: tuple[str, ...] = ()
+    reasoning_effort: Optional[EffortLevel] = None
+    max_tokens: Optional[int] = field(default=None, metadata={"check": _at_least(1)})
+    fallback_on: tuple[str, ...] = DEFAULT_FALLBACK_ON
+    options: JSONValue = None
+    description: Optional[str] = None
+
+
+# ---- the rest -----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = field(default=8080, metadata={"check": _port})
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    api_keys: tuple[Secret, ...] = ()
+    protect_metrics: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyConfig:
+    backend: Literal["local", "redis"] = "local"
+    url: Optional[Secret] = None
+    # How long a Redis slot lease lives without renewal (a crashed replica's slots return after this).
+    lease_seconds: float = positive(30.0)
+    key_prefix: str = "byok"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    interval: float = positive(60.0)
+    degraded_after: float = positive(3.0)
+    timeout: float = positive(10.0)
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_body_bytes: int = field(default=32 * 1024 * 1024, metadata={"check": _at_least(1024)})
+    max_json_depth: int = field(default=64, metadata={"check": _at_least(4)})
+    max_messages: int = field(default=10_000, metadata={"check": _at_least(1)})
+    max_header_bytes: int = field(default=16 * 1024, metadata={"check": _at_least(1024)})
+    max_connections: int = field(default=10_000, metadata={"check": _at_least(1)})
+    request_timeout: Optional[float] = positive(None)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+    requests: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SecretsConfig:
+    master_key_file: Optional[str] = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningConfig:
+    """Thinking budgets (tokens) per effort level, for budget-style upstreams."""
+
+    budgets: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(
+        {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}))
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSpec:
+    SHORTHAND = "path"
+
+    path: str = ""
+    options: JSONValue = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    upstreams: Mapping[str, UpstreamConfig] = frozen_map()
+    models: Mapping[str, AliasConfig] = frozen_map()
+    default_upstream: Optional[str] = None
+    concurrency: ConcurrencyConfig = field(default_factory=ConcurrencyConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
+    plugins: tuple[PluginSpec, ...] = ()
+    shutdown_grace: float = non_negative(30.0)
+    source: Optional[str] = field(default=None, metadata={"internal": True})  # the file it came from
+
+
+class ConfigError(Exception):
+    """Everything wrong with a config, each problem with its path and line."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError([Problem(path, None, f"cannot read config: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([Problem(path, None, "config is not UTF-8 text")]) from None
+    return parse_config(text, source=path, environ=environ)
+
+
+def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    node, syntax_problem = compose(text, source)
+    if syntax_problem is not None:
+        raise ConfigError([syntax_problem])
+    keyring, key_problems = _keyring(node, env)
+    builder = Builder(keyring, env)
+    config = builder.build(Config, node)
+    problems = key_problems + builder.problems
+    if config is not None:
+        config, semantic_problems = _finish(config, node)
+        problems += semantic_problems
+    if problems:
+        raise ConfigError(problems)
+    return dataclasses.replace(config, source=source)
+
+
+def _keyring(node: Any, env: Mapping[str, str]) -> tuple[Keyring, list[Problem]]:
+    """The master keys, read before anything else so `enc:` values anywhere can be opened."""
+    key_file = None
+    if node is not None and hasattr(node, "value") and isinstance(node.value, list):
+        for key, value in node.value:
+            if getattr(key, "value", None) == "secrets" and hasattr(value, "value") and isinstance(value.value, list):
+                for inner_key, inner_value in value.value:
+                    if getattr(inner_key, "value", None) == "master_key_file":
+                        key_file = str(inner_value.value)
+    try:
+        return Keyring.from_sources(env.get("BYOK_MASTER_KEY"), key_file), []
+    except SecretError as exc:
+        return Keyring([]), [Problem("secrets.master_key_file", None, str(exc))]
+
+
+def _finish(config: Config, root: Any) -> tuple[Config, list[Problem]]:
+    """Cross-field checks and derived values (normalized URLs, detected kinds)."""
+    problems: list[Problem] = []
+    lines = LineIndex(root)
+    finished = {}
+    for name, upstream in config.upstreams.items():
+        finished[name] = _finish_upstream(name, upstream, lines, problems)
+    for alias, settings in config.models.items():
+        _check_alias(alias, settings, finished, lines, problems)
+    if config.default_upstream is not None and config.default_upstream not in finished:
+        problems.append(Problem("default_upstream", lines.line("default_upstream"),
+                                f"no upstream named '{config.default_upstream}'"))
+    if config.concurrency.backend == "redis" and config.concurrency.url is None:
+        problems.append(Problem("concurrency.url", lines.line("concurrency"), "the redis backend needs a url"))
+    for index, plugin in enumerate(config.plugins):
+        if not plugin.path or "." not in plugin.path.replace(":", "."):
+            problems.append(Problem(f"plugins[{index}]", lines.line("plugins"),
+                                    "must be a dotted import path such as mypackage.module:Middleware"))
+    for level, budget in config.reasoning.budgets.items():
+        path = f"reasoning.budgets.{level}"
+        if level not in EFFORT_LEVELS:
+            problems.append(Problem(path, lines.line(path), f"unknown level; use {', '.join(EFFORT_LEVELS)}"))
+        elif budget < MIN_THINKING_BUDGET and level != "none":
+            problems.append(Problem(path, lines.line(path),
+                                    f"a thinking budget must be at least {MIN_THINKING_BUDGET} tokens (Anthropic's minimum)"))
+    return dataclasses.replace(config, upstreams=MappingProxyType(finished)), problems
+
+
+def _finish_upstream(name: str, upstream: UpstreamConfig, lines: LineIndex,
+                     problems: list[Problem]) -> UpstreamConfig:
+    path = f"upstreams.{name}"
+    if "/" in name or not name:
+        problems.append(Problem(path, lines.line(path), "an upstream name must not contain '/'"))
+    wire_format = upstream.format or upstream_rules.detect_format(upstream.base_url)
+    base_url = upstream.base_url
+    if wire_format == "mock":
+        base_url = None
+    elif not base_url:
+        problems.append(Problem(f"{path}.base_url", lines.line(path), "is required (or set format: mock)"))
+    else:
+        try:
+            base_url = upstream_rules.normalize_base_url(base_url, wire_format, upstream.append_v1, upstream.allow_http)
+        except upstream_rules.BaseURLError as exc:
+            problems.append(Problem(f"{path}.base_url", lines.line(f"{path}.base_url"), str(exc)))
+    kind = upstream.kind or upstream_rules.detect_kind(upstream.base_url, wire_format)
+    if upstream.options is not None and not isinstance(upstream.options, Mapping):
+        problems.append(Problem(f"{path}.options", lines.line(f"{path}.options"), "must be a mapping of JSON fields"))
+    for header, value in upstream.headers.items():
+        problem = upstream_rules.header_problem(header, value.reveal())
+        if problem:
+            problems.append(Problem(f"{path}.headers.{header}", lines.line(f"{path}.headers"), problem))
+    if upstream.api_key is not None:
+        problem = upstream_rules.header_problem("api-key", upstream.api_key.reveal())
+        if problem:
+            problems.append(Problem(f"{path}.api_key", lines.line(f"{path}.api_key"), problem))
+    for model_name, model in upstream.models.items():
+        if model.options is not None and not isinstance(model.options, Mapping):
+            problems.append(Problem(f"{path}.models.{model_name}.options",
+                                    lines.line(f"{path}.models.{model_name}.options"), "must be a mapping of JSON fields"))
+    return dataclasses.replace(upstream, name=name, base_url=base_url, format=wire_format, kind=kind)
+
+
+def _check_alias(alias: str, settings: AliasConfig, upstreams: Mapping[str, UpstreamConfig],
+                 lines: LineIndex, problems: list[Problem]) -> None:
+    path = f"models.{alias}"
+    if not settings.targets:
+        problems.append(Problem(f"{path}.targets", lines.line(path), "an alias needs at least one target"))
+    for index, target in enumerate(settings.targets):
+        upstream_name, _, model = target.partition("/")
+        if upstream_name not in upstreams:
+            known = ", ".join(upstreams) or "none"
+            problems.append(Problem(f"{path}.targets[{index}]", lines.line(f"{path}.targets"),
+                                    f"'{target}' must be upstream/model; no upstream named '{upstream_name}' (known: {known})"))
+        elif not model:
+            problems.append(Problem(f"{path}.targets[{index}]", lines.line(f"{path}.targets"),
+                                    f"'{target}' names no model; write {upstream_name}/<model id>"))
+    for index, trigger in enumerate(settings.fallback_on):
+        if not _valid_trigger(trigger):
+            problems.append(Problem(f"{path}.fallback_on[{index}]", lines.line(f"{path}.fallback_on"),
+                                    f"'{trigger}' is not a status code, 4xx/5xx, connect or timeout"))
+    if settings.options is not None and not isinstance(settings.options, Mapping):
+        problems.append(Problem(f"{path}.options", lines.line(f"{path}.options"), "must be a mapping of JSON fields"))
+
+
+def _valid_trigger(trigger: str) -> bool:
+    if trigger in ("connect", "timeout", "4xx", "5xx"):
+        return True
+    return trigger.isdigit() and 400 <= int(trigger) <= 599

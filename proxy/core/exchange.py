@@ -1,0 +1,160 @@
+"""The small types that flow through the middleware chain.
+
+No aiohttp object crosses into the chain: the server turns a web request into
+a ProxyRequest, the transport turns an upstream answer into a ProxyResponse.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Mapping, Optional
+
+from proxy.config.model import AliasConfig, ModelSettings, UpstreamConfig
+from proxy.streams.sse import SSEEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a request may be sent: an upstream and the model id it knows."""
+
+    upstream: UpstreamConfig
+    model: str
+    alias: Optional[str] = None
+    alias_config: Optional[AliasConfig] = None
+    model_config: Optional[ModelSettings] = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.upstream.name}/{self.model}"
+
+
+def requested_max_tokens(body: Mapping[str, Any], alias: Optional[AliasConfig],
+                         model: Optional[ModelSettings]) -> Optional[int]:
+    """The output cap asked for: the request's (`max_completion_tokens`, then `max_tokens`),
+    else the alias's `max_tokens`, else the model's; None when nobody says."""
+    from proxy.core.errors import InvalidRequest
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
+        return value
+    for configured in (alias, model):
+        if configured is not None and configured.max_tokens:
+            return configured.max_tokens
+    return None
+
+
+@dataclass(slots=True)
+class Attempt:
+    upstream: str
+    model: str
+    status: int | None = None
+    error: str | None = None
+    reason: str | None = None  # the fallback trigger when this attempt failed over
+
+
+@dataclass(slots=True)
+class RequestTrace:
+    """Mutable per-request record for logs, metrics and response headers.
+
+    It is the one mutable thing a ProxyRequest carries: middleware append to
+    it; nothing reads it to make routing decisions.
+    """
+
+    attempts: list[Attempt] = field(default_factory=list)
+    first_token_at: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    queue_wait: float = 0.0
+    upstream_time: float = 0.0
+    served_by: str | None = None
+    dispatched_at: float | None = None  # when the transport last sent it upstream (proxy overhead metric)
+    # Run by the server when the request ends, whatever happened: the transport registers each
+    # upstream stream's close here, so a connection is freed even if a wrapper never iterated it.
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def finish(self) -> None:
+        cleanups, self.cleanups = self.cleanups, []
+        for cleanup in cleanups:
+            cleanup()
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRequest:
+    request_id: str
+    method: str
+    # Path below /v1 ("chat/completions", "embeddings", ...), never with a leading slash.
+    path: str
+    query: str = ""
+    # The client's headers, lower-cased names, as received (the headers middleware filters them).
+    client_headers: Mapping[str, str] = field(default_factory=dict)
+    # The JSON body for JSON requests (mutable copy owned by this request), else None.
+    body: Optional[dict[str, Any]] = None
+    raw_body: bytes = b""
+    content_type: str = ""
+    client_model: Optional[str] = None
+    targets: tuple[Target, ...] = ()
+    # The target of the current attempt; the fallback middleware walks `targets`.
+    target: Optional[Target] = None
+    stream: bool = False
+    # The client asked for usage in its stream (stream_options.include_usage).
+    client_wants_usage: bool = False
+    # Headers to send upstream, filled by the headers middleware.
+    upstream_headers: Mapping[str, str] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+    deadline: Optional[float] = None
+    # When true the concurrency middleware fails at once instead of queueing (overflow to the next target).
+    no_wait: bool = False
+    trace: RequestTrace = field(default_factory=RequestTrace)
+
+    def replace(self, **changes: Any) -> "ProxyRequest":
+        """A copy with `changes`. Every middleware makes one per request, so this copies the
+        slots directly: half the cost of dataclasses.replace, which re-runs __init__."""
+        clone = object.__new__(ProxyRequest)
+        for name in _REQUEST_FIELDS:
+            _set(clone, name, changes.pop(name) if name in changes else getattr(self, name))
+        if changes:
+            raise TypeError(f"ProxyRequest has no field(s) {', '.join(changes)}")
+        return clone
+
+    @property
+    def is_chat(self) -> bool:
+        return self.path == "chat/completions"
+
+    def remaining(self, now: float | None = None) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - (now if now is not None else time.monotonic())
+
+
+_REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(ProxyRequest))
+_set = object.__setattr__  # ProxyRequest is frozen: its own __setattr__ refuses
+
+
+@dataclass(slots=True)
+class ProxyResponse:
+    """An answer on its way back: a complete body, or a stream of SSE events.
+
+    A stream must be consumed or closed (`aclose`) exactly once; closing it is
+    what releases the upstream connection and any concurrency slot, so every
+    middleware that wraps `events` closes the inner iterator in a `finally`.
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    events: Optional[AsyncIterator[SSEEvent]] = None
+    content_type: str = "application/json"
+    upstream: Optional[str] = None
+
+    @property
+    def is_stream(self) -> bool:
+        return self.events is not None
+
+    async def aclose(self) -> None:
+        events = self.events
+        if events is not None and hasattr(events, "aclose"):
+            await events.aclose()

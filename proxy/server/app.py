@@ -1,0 +1,368 @@
+"""The aiohttp application: the only place that touches web.Request / StreamResponse.
+
+A request becomes a ProxyRequest here (auth, size limit, JSON, validation,
+routing), runs through the current Runtime's chain, and its ProxyResponse is
+written back: a body, or SSE events as they arrive. Once a stream has begun
+an error can only be one `data: {"error": ...}` event, then the end.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from proxy.core import jsonutil
+
+from proxy.inbound import validation
+from proxy.config.model import Config
+from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, sse_error_bytes
+from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.server.guard import GuardedRunner
+from proxy.observability.logs import record_refusal
+from proxy.server.runtime import Runtime
+from proxy.core.services import Services
+
+log = logging.getLogger("byok.server")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class ProxyApp:
+    """The current Runtime plus the long-lived services; builds the web application."""
+
+    def __init__(self, config: Config, services: Services | None = None):
+        self.services = services or Services.create(config)
+        self.runtime = Runtime(config, self.services)
+        self._retiring: set[asyncio.Task] = set()  # old generations closing; referenced so they are not collected
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    async def start(self) -> None:
+        await self.runtime.start()
+        if self.services.health is not None:
+            self.services.health.start()  # returns at once; the first checks run in the background
+
+    async def close(self) -> None:
+        if self.services.health is not None:
+            await self.services.health.stop()
+        if self.services.catalog is not None:
+            await self.services.catalog.close()
+        await self.runtime.close()
+        if self.services.limiters is not None:
+            await self.services.limiters.close()  # hands back Redis leases still being released
+
+    async def swap(self, config: Config) -> Runtime:
+        """Install a new config generation; the old one is closed once its requests finish."""
+        new_runtime = Runtime(config, self.services)
+        await new_runtime.start()
+        old_runtime, self.runtime = self.runtime, new_runtime
+        if self.services.catalog is not None:
+            self.services.catalog.apply_config(config)
+        if self.services.health is not None:
+            self.services.health.apply_config(config)
+        task = asyncio.get_running_loop().create_task(_close_when_idle(old_runtime))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return new_runtime
+
+    def build(self) -> web.Application:
+        app = web.Application(middlewares=[envelope_errors], client_max_size=self.config.limits.max_body_bytes,
+                              handler_args={"max_field_size": self.config.limits.max_header_bytes,
+                                            "max_line_size": self.config.limits.max_header_bytes})
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/", self.status_page)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/v1/upstreams", self.upstreams)
+        app.router.add_route("*", "/v1/{path:.*}", self.proxy)
+        app.on_startup.append(lambda _: self.start())
+        app.on_cleanup.append(lambda _: self.close())
+        return app
+
+    # ---- small endpoints ------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.services.draining:
+            return _json({"status": "draining"}, status=503)
+        return _json({"status": "ready"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self.config.auth.protect_metrics:
+            self._authenticate(request)
+        if self.services.metrics is None:
+            return _error_response(NotFound("metrics are not enabled in this build"), "")
+        body, content_type = self.services.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def status_page(self, request: web.Request) -> web.StreamResponse:
+        if self.config.auth.protect_metrics:
+            self._authenticate(request)
+        page = STATIC_DIR / "status.html"
+        if not page.exists():
+            return _json({"service": "byok-proxy", "endpoints": ["/v1/chat/completions", "/v1/models",
+                                                                  "/v1/upstreams", "/healthz", "/readyz", "/metrics"]})
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    async def models(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        return _json(self.services.catalog.models_payload())
+
+    async def upstreams(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        if self.services.health is not None:
+            return _json(self.services.health.snapshot())
+        return _json({"data": [{"name": name, "status": "unknown", "latency_ms": None, "last_error": None,
+                                "checked_at": None, "circuit": "closed", "inflight": 0, "queued": 0,
+                                "models": len(upstream.models)}
+                               for name, upstream in self.config.upstreams.items()]})
+
+    # ---- the proxy --------------------------------------------------------------------------------
+
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        request_id = _request_id(request)
+        runtime = self.runtime  # one generation for the whole request, even across a reload
+        runtime.active_requests += 1
+        received, proxy_request, response = time.monotonic(), None, None
+        try:
+            proxy_request = await self._proxy_request(request, request_id, runtime, received)
+            response = await runtime.handler(proxy_request)
+        except ProxyError as exc:
+            if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
+                record_refusal(self.services, request.method, request.match_info["path"], request_id, exc, received)
+            return _error_response(exc, request_id)
+        except Exception:  # a bug must become an envelope, never a traceback on the wire
+            log.exception("internal error handling request %s", request_id)
+            return _error_response(ProxyError(f"internal error in byok-proxy (request id {request_id})",
+                                              code="internal_error"), request_id)
+        finally:
+            runtime.active_requests -= 1
+            if proxy_request is not None and not (response is not None and response.is_stream):
+                proxy_request.trace.finish()
+        headers = {**response.headers, **_trace_headers(proxy_request, response), "x-request-id": request_id}
+        if response.is_stream:
+            runtime.active_requests += 1  # a stream keeps its config generation open until it ends (reload)
+            try:
+                return await _write_stream(request, response, headers)
+            finally:
+                runtime.active_requests -= 1
+                proxy_request.trace.finish()
+        return web.Response(status=response.status, body=response.body, headers=headers,
+                            content_type=_bare_type(response.content_type))
+
+    async def _proxy_request(self, request: web.Request, request_id: str, runtime: Runtime,
+                             started: float) -> ProxyRequest:
+        config = runtime.config
+        self._authenticate(request)
+        raw = await _read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
+        path = request.match_info["path"].strip("/")
+        _check_path(path)
+        body, model, stream = None, None, False
+        if raw and _is_json(request.content_type, path):
+            body = validation.parse_json_object(raw, config.limits)
+            if path == "chat/completions":
+                validation.check_chat(body, config.limits)
+            model = validation.check_model_field(body)
+            stream = body.get("stream") is True
+        elif path == "chat/completions":
+            validation.parse_json_object(raw, config.limits)  # raises the right 400
+        stream_options = body.get("stream_options") if body else None
+        timeout = config.limits.request_timeout
+        targets = runtime.router.resolve(model)
+        return ProxyRequest(
+            request_id=request_id, method=request.method, path=path, query=request.query_string,
+            client_headers={name.lower(): value for name, value in request.headers.items()},
+            body=body, raw_body=raw if body is None else b"", content_type=request.content_type,
+            client_model=model, targets=targets, target=targets[0],
+            stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)
+                                                   and stream_options.get("include_usage")),
+            started_at=started, deadline=started + timeout if timeout else None)
+
+    def _authenticate(self, request: web.Request) -> None:
+        keys = self.config.auth.api_keys
+        if not keys:
+            return
+        presented = _presented_key(request)
+        if presented is None:
+            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
+        # Digests of equal length, compared against every key: timing reveals neither which key
+        # is close nor how long the keys are. surrogateescape: a header with invalid UTF-8 is a
+        # wrong key (401), not a crash.
+        offered = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        matched = False
+        for key in keys:
+            matched |= hmac.compare_digest(offered, hashlib.sha256(key.reveal().encode()).digest())
+        if not matched:
+            raise AuthenticationFailed("invalid API key for this proxy")
+
+
+async def _close_when_idle(runtime: Runtime, poll: float = 0.1) -> None:
+    # Its streams may run as long as their upstream's timeout.total allows; closing the
+    # transport under them would cut them, so wait that long (plus the grace) at most.
+    config = runtime.config
+    grace = config.shutdown_grace + max((u.timeout.total for u in config.upstreams.values()), default=0.0)
+    waited = 0.0
+    while runtime.active_requests > 0 and waited < grace:
+        await asyncio.sleep(poll)
+        waited += poll
+    await runtime.close()
+
+
+async def _write_stream(request: web.Request, response: ProxyResponse, headers: dict[str, str]) -> web.StreamResponse:
+    stream = web.StreamResponse(status=response.status, headers={
+        **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no"})
+    try:
+        await stream.prepare(request)
+        async for event in response.events:
+            await stream.write(event.raw)
+    except ProxyError as exc:
+        await _write_quietly(stream, sse_error_bytes(exc))
+    except (ConnectionResetError, ConnectionError):
+        return stream  # the client went away; the finally below cancels the upstream
+    except Exception:
+        log.exception("internal error while streaming %s", headers.get("x-request-id"))
+        await _write_quietly(stream, sse_error_bytes(ProxyError("internal error in byok-proxy while streaming",
+                                                                code="internal_error")))
+    finally:
+        await response.aclose()
+    return stream
+
+
+async def _write_quietly(stream: web.StreamResponse, data: bytes) -> None:
+    try:
+        await stream.write(data)
+    except ConnectionError:
+        pass  # nobody left to tell
+
+
+async def _read_body(request: web.Request, limit: int, timeout: float | None) -> bytes:
+    """The body, refused past `limits.max_body_bytes` and, when set, past `limits.request_timeout`
+    (a client trickling its body would otherwise hold the connection for as long as it likes)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestTooLarge(f"the request body is {request.content_length} bytes; the limit is {limit}")
+    content = request.content
+    if content.is_eof():  # the whole body came with the head (most API calls): nothing to wait for
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        return body
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ProxyError(f"the request body did not arrive within limits.request_timeout ({timeout:g}s)",
+                         status=408, error_type="invalid_request_error", code="request_timeout") from None
+    return b"".join(chunks)
+
+
+# What a forwarded path (already percent-decoded once by aiohttp) may contain: RFC 3986 path
+# characters without '%', so nothing decodes a second time upstream, and no '?', '#', '\\',
+# whitespace, control or non-ASCII characters that could change the URL it is pasted into.
+_FORWARDABLE_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@/-]+")
+
+
+def _check_path(path: str) -> None:
+    """Forwarded paths stay under the upstream's base path: no dot segments, encoded or not."""
+    segments = path.split("/")
+    if not _FORWARDABLE_PATH.fullmatch(path) or any(segment in ("", ".", "..") for segment in segments):
+        raise NotFound(f"no such endpoint: /v1/{path}")
+
+
+def _is_json(content_type: str, path: str) -> bool:
+    return content_type in ("application/json", "") or content_type.endswith("+json") or path == "chat/completions"
+
+
+def _presented_key(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _trace_headers(request: ProxyRequest, response: ProxyResponse) -> dict[str, str]:
+    headers = {}
+    trace = request.trace
+    served_by = trace.served_by or response.upstream
+    if served_by:
+        headers["x-byok-upstream"] = served_by
+    failed = [f"{a.upstream}/{a.model}:{a.reason or a.status}" for a in trace.attempts if a.error]
+    if failed:
+        headers["x-byok-fallbacks"] = ",".join(failed)
+    return headers
+
+
+def _bare_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip() or "application/json"
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=jsonutil.dumps(payload), content_type="application/json")
+
+
+def _error_response(error: ProxyError, request_id: str) -> web.Response:
+    headers = {**error.headers}
+    if request_id:
+        headers["x-request-id"] = request_id
+    return web.Response(status=error.status, body=error.body(), headers=headers, content_type="application/json")
+
+
+@web.middleware
+async def envelope_errors(request: web.Request, handler):
+    """aiohttp's own refusals (404 route, 405, 413) in OpenAI's envelope too."""
+    try:
+        return await handler(request)
+    except ProxyError as exc:
+        return _error_response(exc, "")
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _error_response(RequestTooLarge(exc.text or "request body too large"), "")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = ProxyError(exc.reason or "request refused", status=exc.status,
+                           error_type="invalid_request_error", code=None)
+        return _error_response(error, "")
+    except Exception:  # a bug must become an envelope, never a traceback on the wire
+        log.exception("internal error serving %s", request.path)
+        return _error_response(ProxyError("internal error in byok-proxy", code="internal_error"), "")
+
+
+async def start_site(proxy_app: ProxyApp, host: str, port: int,
+                     reuse_port: bool = False) -> tuple[web.AppRunner, int]:
+    """Start serving; returns the runner and the bound port (useful with port 0).
+
+    handler_cancellation: a client that disconnects cancels its handler, which
+    closes the upstream request and frees its slot at once.
+    """
+    limits = proxy_app.config.limits
+    runner = GuardedRunner(proxy_app.build(), limits=lambda: proxy_app.config.limits, handler_cancellation=True,
+                           access_log=None, shutdown_timeout=proxy_app.config.shutdown_grace)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=min(limits.max_connections, 4096), reuse_address=True,
+                       reuse_port=reuse_port)  # reuse_port: --workers (proxy/server/workers.py)
+    await site.start()
+    bound_port = runner.addresses[0][1] if runner.addresses else port
+    return runner, bound_port

@@ -1,0 +1,151 @@
+"""Connection-level protections that aiohttp leaves to the application.
+
+- `limits.max_connections`: a connection opened while that many are already
+  open is answered `503` in OpenAI's envelope (`Retry-After: 1`) and closed;
+  one that sends nothing is closed after a short grace. Health probes on such
+  a connection are still served, so a busy pod is not restarted for it.
+- aiohttp's own refusals of a request it could not parse (a header or request
+  line over `limits.max_header_bytes`, too many headers, garbage, TLS sent to
+  the plain port) are rendered in the envelope too. aiohttp's default answer
+  and log line quote the offending bytes, which may be a key in an
+  Authorization header; ours name the problem, never the input.
+- Idle keep-alive connections close after 75 s (aiohttp's runner default
+  would keep them for an hour).
+
+The hook is the runner's `_make_server` (the method aiohttp's own runners
+implement) returning a `web.Server` subclass built from the stock one; that
+reads `Server._loop`/`_kwargs`/`_connections`, unchanged across aiohttp 3.x.
+tests/test_security_limits.py pins the behaviour should an upgrade move them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, InvalidURLError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+
+from proxy.core.errors import ProxyError, ServiceUnavailable
+
+log = logging.getLogger("byok.server")
+
+KEEPALIVE_TIMEOUT = 75.0
+# A connection over the limit that sends no request is closed after this many seconds.
+OVER_LIMIT_GRACE = 5.0
+ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
+
+
+class GuardedRunner(web.AppRunner):
+    """`limits` is read on every new connection, so a config reload changes the cap."""
+
+    def __init__(self, app: web.Application, *, limits: Callable[[], Any], **kwargs: Any):
+        kwargs.setdefault("keepalive_timeout", KEEPALIVE_TIMEOUT)
+        super().__init__(app, **kwargs)
+        self._limits = limits
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return GuardedServer(plain, self._limits)
+
+
+class GuardedServer(web.Server):
+    """aiohttp's low-level server with a connection cap and enveloped parse errors."""
+
+    def __init__(self, plain: web.Server, limits: Callable[[], Any]):
+        super().__init__(self._admit, request_factory=plain.request_factory,
+                         handler_cancellation=plain.handler_cancellation, loop=plain._loop, **plain._kwargs)
+        self._application_handler = plain.request_handler
+        self.limits = limits
+        self.max_header_bytes = plain._kwargs.get("max_field_size")
+        self._refusals = _ThrottledCount()
+
+    def __call__(self) -> RequestHandler:
+        return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    def connection_made(self, handler: RequestHandler, transport: Any) -> None:
+        super().connection_made(handler, transport)
+        if len(self._connections) > self.limits().max_connections:
+            handler.over_limit = True
+            self._loop.call_later(OVER_LIMIT_GRACE, handler.force_close)  # refused anyway: no more waiting
+
+    async def _admit(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.protocol.over_limit and request.path not in ALWAYS_SERVED:
+            limit = self.limits().max_connections
+            refused = self._refusals.add()
+            if refused:
+                log.warning("refused %d request(s): more than limits.max_connections (%d) connections open",
+                            refused, limit)
+            error = ServiceUnavailable(f"byok-proxy already has limits.max_connections ({limit}) connections "
+                                       f"open; retry shortly", code="too_many_connections",
+                                       headers={"Retry-After": "1"})
+            return envelope_response(error)
+        return await self._application_handler(request)
+
+
+class _ThrottledCount:
+    """Counts refusals; `add` returns the count to log at most every few seconds, else 0."""
+
+    INTERVAL = 5.0
+
+    def __init__(self) -> None:
+        self._pending = 0
+        self._last_logged = float("-inf")
+
+    def add(self) -> int:
+        self._pending += 1
+        now = time.monotonic()
+        if now - self._last_logged < self.INTERVAL:
+            return 0
+        count, self._pending, self._last_logged = self._pending, 0, now
+        return count
+
+
+class _EnvelopeRequestHandler(RequestHandler):
+    # Set on connections accepted past limits.max_connections: their requests are refused.
+    # An attribute, not a set the server keeps: the check runs on every request.
+    over_limit = False
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # same rule as aiohttp: a started response cannot be replaced
+            raise ConnectionError("Response is sent already, cannot send another response with the error message")
+        error = _describe(status, exc, self._manager)
+        if error.status >= 500:
+            log.error("internal error serving a request from %s", request.remote, exc_info=exc)
+        else:
+            log.info("refused a malformed HTTP request from %s: %s", request.remote, error.message)
+        return envelope_response(error)
+
+
+def _describe(status: int, exc: BaseException | None, server: Any) -> ProxyError:
+    """A fixed description per failure kind: the raw bytes are never quoted back."""
+    limit = getattr(server, "max_header_bytes", None)
+    if isinstance(exc, LineTooLong):
+        return ProxyError(f"the request line or a header is longer than limits.max_header_bytes ({limit} bytes)",
+                          status=431, error_type="invalid_request_error", code="header_too_large")
+    if isinstance(exc, BadHttpMethod):
+        return ProxyError("not an HTTP request (HTTPS sent to the plain HTTP port?)", status=400,
+                          error_type="invalid_request_error", code="bad_http_request")
+    if isinstance(exc, InvalidURLError) or (exc is not None and "url" in str(getattr(exc, "message", "")).lower()):
+        return ProxyError("the request target is not a valid URL path", status=400,
+                          error_type="invalid_request_error", code="bad_http_request")
+    if status < 500:
+        reason = "too many headers" if "too many headers" in str(exc).lower() else "malformed HTTP request"
+        return ProxyError(f"{reason}; the connection is closed", status=status,
+                          error_type="invalid_request_error", code="bad_http_request")
+    if status == 504:
+        return ProxyError("the request took too long", status=504, error_type="server_error", code="timeout")
+    return ProxyError("internal error in byok-proxy", status=500, code="internal_error")
+
+
+def envelope_response(error: ProxyError) -> web.Response:
+    response = web.Response(status=error.status, body=error.body(), headers=error.headers,
+                            content_type="application/json")
+    response.force_close()
+    return response

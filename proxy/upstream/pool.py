@@ -1,0 +1,159 @@
+"""Keep-alive connections to each upstream (proxy/upstream/http1.py) and sending one request on them.
+
+One `Pool` per upstream origin, most recently used connection first; an idle connection is
+closed after IDLE_SECONDS and at most MAX_IDLE are kept. `send` writes the request head and
+body in one write and waits for the answer's head.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from typing import Mapping
+from urllib.parse import quote, urlsplit
+
+from proxy.upstream.http1 import Connection, ConnectFailed, ConnectionDropped, ConnectTimeout, Response
+
+IDLE_SECONDS = 30.0                 # an idle pooled connection is closed after this
+MAX_IDLE = 256                      # idle connections kept per upstream; more are closed on release
+
+_SAFE_TARGET = re.compile(r"[\x21-\x7e]+")
+
+_default_tls: ssl.SSLContext | None = None
+
+
+def default_tls_context() -> ssl.SSLContext:
+    """The system trust store, built once: creating a context costs milliseconds."""
+    global _default_tls
+    if _default_tls is None:
+        _default_tls = ssl.create_default_context()
+    return _default_tls
+
+
+class Pool:
+    """Keep-alive connections to one origin (scheme, host, port), most recently used first."""
+
+    def __init__(self, base_url: str):
+        parts = urlsplit(base_url)
+        self.scheme = parts.scheme
+        self.host = parts.hostname or ""
+        default_port = 443 if self.scheme == "https" else 80
+        self.port = parts.port or default_port
+        shown_host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literals keep their brackets
+        self.host_header = shown_host if self.port == default_port else f"{shown_host}:{self.port}"
+        self.base_path = _request_target(parts.path.rstrip("/"))
+        self._idle: list[Connection] = []
+        self._closed = False
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def target(self, path: str, query: str = "") -> str:
+        """The request target for `path` (relative to the base URL's path)."""
+        target = f"{self.base_path}/{path}" + (f"?{query}" if query else "")
+        return target if _SAFE_TARGET.fullmatch(target) else _request_target(target)
+
+    async def acquire(self, connect_timeout: float, deadline: float) -> Connection:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        idle = self._idle
+        while idle:
+            connection = idle.pop()
+            if connection.usable and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.abort()
+        return await self._connect(loop, connect_timeout, deadline)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, connect_timeout: float,
+                       deadline: float) -> Connection:
+        by_deadline = deadline < loop.time() + connect_timeout
+        tls = default_tls_context() if self.scheme == "https" else None
+        try:
+            async with asyncio.timeout_at(deadline if by_deadline else loop.time() + connect_timeout):
+                _, connection = await loop.create_connection(
+                    lambda: Connection(loop), self.host, self.port, ssl=tls,
+                    server_hostname=self.host if tls is not None else None)
+        except TimeoutError:
+            raise ConnectTimeout(by_deadline) from None
+        except OSError as exc:
+            raise ConnectFailed(exc) from None
+        return connection
+
+    def put(self, connection: Connection) -> None:
+        if self._closed or len(self._idle) >= MAX_IDLE:
+            connection.abort()
+            return
+        loop = asyncio.get_running_loop()
+        connection.idle_since = loop.time()
+        self._idle.append(connection)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(IDLE_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections idle for IDLE_SECONDS (the upstream would soon close them anyway)."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - IDLE_SECONDS
+        keep = []
+        for connection in self._idle:
+            if connection.closed or connection.idle_since <= cutoff:
+                connection.abort()
+            else:
+                keep.append(connection)
+        self._idle = keep
+        if keep:
+            self._sweeper = loop.call_later(IDLE_SECONDS / 2, self._sweep)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.abort()
+
+
+def _request_target(text: str) -> str:
+    return quote(text, safe="/?&=%:@!$'()*+,;~-._[]")
+
+
+# ---- one request ----------------------------------------------------------------------------
+
+def encode_request(method: str, target: str, host: str, headers: Mapping[str, str], body: bytes,
+                   with_length: bool) -> bytes:
+    """Request head and body as one write. Header names and values come from the client's
+    parsed request and the validated config; a CR or LF in either is refused, not sent."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    if with_length:
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Accept-Encoding: gzip, deflate")
+    head = "\r\n".join(lines)
+    if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+        raise ValueError("a header name or value contains a line break")
+    return head.encode("utf-8", "surrogateescape") + b"\r\n\r\n" + body
+
+
+async def send(pool: Pool, method: str, target: str, headers: Mapping[str, str], body: bytes, *,
+               connect_timeout: float, read_timeout: float, deadline: float) -> Response:
+    """Send one request and wait for the answer's head.
+
+    A reused keep-alive connection that closes before any byte of the answer arrives is
+    almost always one the upstream closed as idle just as we wrote to it: that one case is
+    sent again on a fresh connection (as browsers do). A fresh connection is never retried.
+    """
+    with_length = bool(body) or method in ("POST", "PUT", "PATCH")
+    payload = encode_request(method, target, pool.host_header, headers, body, with_length)
+    while True:
+        connection = await pool.acquire(connect_timeout, deadline)
+        connection.send(payload, head_only=method == "HEAD")
+        try:
+            head = await connection.read_head(read_timeout, deadline)
+        except ConnectionDropped:
+            connection.abort()
+            if connection.reused and not connection.received:
+                continue
+            raise
+        except BaseException:
+            connection.abort()
+            raise
+        return Response(connection, pool, head, read_timeout, deadline)
