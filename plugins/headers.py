@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from proxy.core.chain import Handler, PluginContext
 from proxy.config.model import UpstreamConfig
+from proxy.wire.registry import upstream_headers
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -24,21 +25,6 @@ PER_HOP = frozenset({"host", "content-length", "content-type", "content-encoding
 DROPPED = HOP_BY_HOP | CLIENT_CREDENTIALS | PER_HOP
 
 
-def upstream_static_headers(upstream: UpstreamConfig) -> dict[str, str]:
-    """Configured headers, then auth (so a configured header cannot silently replace the key)."""
-    headers = {name: value.reveal() for name, value in upstream.headers.items()}  # names as configured
-    configured = {name.lower() for name in headers}
-    if upstream.format == "anthropic" and "anthropic-version" not in configured:
-        headers["anthropic-version"] = upstream.anthropic_version
-    if upstream.api_key:
-        key = upstream.api_key.reveal()
-        if upstream.auth_style == "x-api-key":
-            headers["x-api-key"] = key
-        else:
-            headers["authorization"] = f"Bearer {key}"
-    return headers
-
-
 def forwardable(client_headers: dict[str, str]) -> dict[str, str]:
     named_in_connection = {token.strip().lower() for token in client_headers.get("connection", "").split(",")}
     return {name: value for name, value in client_headers.items()
@@ -47,13 +33,13 @@ def forwardable(client_headers: dict[str, str]) -> dict[str, str]:
 
 class HeadersMiddleware:
     def __init__(self, context: PluginContext):
-        self._static = {name: upstream_static_headers(upstream)
+        self._static = {name: upstream_headers(upstream)
                         for name, upstream in context.config.upstreams.items()}
 
     async def __call__(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         upstream = request.target.upstream
         headers = forwardable(request.client_headers)  # lower-case names
-        for name, value in (self._static.get(upstream.name) or upstream_static_headers(upstream)).items():
+        for name, value in (self._static.get(upstream.name) or upstream_headers(upstream)).items():
             headers.pop(name.lower(), None)
             headers[name] = value
         headers["x-request-id"] = request.request_id

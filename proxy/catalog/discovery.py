@@ -29,6 +29,7 @@ import aiohttp
 
 from proxy.core import jsonutil
 from proxy.config.model import UpstreamConfig
+from proxy.wire.registry import upstream_headers
 from proxy.catalog.diagnose import provider_error
 
 ANTHROPIC_PAGE_LIMIT = 1000
@@ -236,8 +237,7 @@ def ollama_show_details(entry: DiscoveredModel, payload: Any) -> DiscoveredModel
 
 def auth_headers(upstream: UpstreamConfig) -> dict[str, str]:
     """The proxy's own credentials for an upstream, exactly as the headers middleware sends them."""
-    from plugins.headers import upstream_static_headers
-    return upstream_static_headers(upstream)
+    return upstream_headers(upstream)
 
 
 def server_root(base_url: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import aiohttp
 
+from proxy.wire.formats import FORMATS
 from proxy.config.model import EFFORT_LEVELS, AliasConfig, Config, ModelSettings, UpstreamConfig
 from proxy.catalog.discovery import DiscoveredModel, Discovery, discover
 from proxy.core.reasoning import levels_for
@@ -101,7 +102,7 @@ class Catalog:
         """Fetch one upstream's list and store it; raises DiscoveryError. Runs in the background
         (health loop, startup) only: nothing on the request path awaits it."""
         settings = self._config.upstreams[upstream]
-        if settings.format == "mock" or settings.base_url is None:
+        if not FORMATS[settings.format].networked or settings.base_url is None:
             return Discovery((), 0.0, "mock:")  # built in: only its declared models, no network
         session = self._client()
         limit = timeout if timeout is not None else self._config.health.timeout
@@ -235,7 +236,7 @@ def merge(upstream: UpstreamConfig, model_id: str, settings: ModelSettings | Non
         vision=_pick(settings.vision, found.vision if found else None),
         # Every Messages-API model takes tools; the Anthropic list does not say so per model.
         tools=_pick(settings.tools, found.tools if found else None,
-                    True if upstream.format == "anthropic" else None),
+                    FORMATS[upstream.format].tools),
         thinking=thinking,
         reasoning_levels=levels,
         reasoning_default=default,

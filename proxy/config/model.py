@@ -15,6 +15,7 @@ from typing import Any, Literal, Mapping, Optional
 from proxy.config import urls as upstream_rules
 from proxy.config.secrets import Keyring, Secret, SecretError
 from proxy.config.schema import Builder, JSONValue, LineIndex, Problem, compose
+from proxy.wire.formats import FORMATS
 
 EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh")
 EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
@@ -129,7 +130,7 @@ class UpstreamConfig:
     def auth_style(self) -> str:
         if self.auth:
             return self.auth
-        return "x-api-key" if self.format == "anthropic" else "bearer"
+        return FORMATS[self.format].auth if self.format else "bearer"
 
 
 # ---- aliases --------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ def _finish_upstream(name: str, upstream: UpstreamConfig, lines: LineIndex,
         problems.append(Problem(path, lines.line(path), "an upstream name must not contain '/'"))
     wire_format = upstream.format or upstream_rules.detect_format(upstream.base_url)
     base_url = upstream.base_url
-    if wire_format == "mock":
+    if wire_format in FORMATS and not FORMATS[wire_format].networked:
         base_url = None
     elif not base_url:
         problems.append(Problem(f"{path}.base_url", lines.line(path), "is required (or set format: mock)"))

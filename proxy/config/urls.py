@@ -11,9 +11,11 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from proxy.wire.formats import FORMATS as _FORMAT_SPECS
+
 KINDS = ("openai", "openrouter", "anthropic", "gemini", "groq", "mistral", "deepseek", "together",
          "fireworks", "perplexity", "zai", "moonshot", "lmstudio", "ollama", "vllm", "litellm", "generic")
-FORMATS = ("openai", "anthropic", "mock")
+FORMATS = tuple(_FORMAT_SPECS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,6 @@ _KNOWN_HOSTS: tuple[tuple[str, KnownHost], ...] = (
 _KNOWN_LOCAL_PORTS = {1234: KnownHost("lmstudio"), 4000: KnownHost("litellm"), 11434: KnownHost("ollama")}
 
 _VERSION_SEGMENT = re.compile(r"^v\d+[a-z0-9]*$")
-_TRAILING_ENDPOINTS = {"openai": ("/chat/completions", "/completions"), "anthropic": ("/messages",)}
 
 
 class BaseURLError(ValueError):
@@ -72,7 +73,7 @@ def detect_kind(url: str | None, wire_format: str) -> str:
     known = known_host(url) if url else None
     if known:
         return known.kind
-    return "anthropic" if wire_format == "anthropic" else "generic"
+    return _FORMAT_SPECS[wire_format].default_kind
 
 
 def normalize_base_url(raw: str, wire_format: str, append_v1: bool = True, allow_http: bool = False) -> str:
@@ -91,7 +92,7 @@ def normalize_base_url(raw: str, wire_format: str, append_v1: bool = True, allow
     if path.endswith("/responses") or "/responses/" in path + "/":
         raise BaseURLError("a /responses URL is the OpenAI Responses API; byok-proxy speaks Chat Completions, "
                            "so give the base without /responses (for example https://api.openai.com/v1)")
-    for suffix in _TRAILING_ENDPOINTS.get(wire_format, ()):
+    for suffix in _FORMAT_SPECS[wire_format].trailing_endpoints:
         if path.endswith(suffix):
             path = path[: -len(suffix)]
             break

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from proxy.wire.formats import FORMATS
 from proxy.core import jsonutil
 from proxy.config.model import EFFORT_LEVELS, AliasConfig, ModelSettings, UpstreamConfig
 from proxy.core.errors import InvalidRequest
@@ -82,8 +83,9 @@ def dialect_for(upstream: UpstreamConfig, settings: ModelSettings | None) -> str
         return "off"
     if settings is not None and settings.reasoning_style:
         return settings.reasoning_style
-    if upstream.format == "anthropic":
-        return "budget"
+    fixed = FORMATS[upstream.format].reasoning_dialect if upstream.format else None
+    if fixed:
+        return fixed
     return _DIALECT_BY_KIND.get(upstream.kind or "generic", "effort")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Collection
 
+from proxy.wire.formats import FORMATS
 from proxy.config.model import Config, UpstreamConfig
 from proxy.core.errors import InvalidRequest, ModelNotFound
 from proxy.core.exchange import Target
@@ -65,10 +66,10 @@ class Router:
         return (Target(upstream, ""),)
 
     def default_upstream(self) -> UpstreamConfig | None:
-        """`default_upstream`, else the first OpenAI-format (or mock) upstream declared."""
+        """`default_upstream`, else the first upstream whose format may be a default (OpenAI, mock)."""
         if self.config.default_upstream:
             return self.config.upstreams[self.config.default_upstream]
-        return next((u for u in self.config.upstreams.values() if u.format in ("openai", "mock")), None)
+        return next((u for u in self.config.upstreams.values() if FORMATS[u.format].default_upstream), None)
 
     def known_names(self) -> list[str]:
         names = list(self.config.models)

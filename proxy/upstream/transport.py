@@ -26,7 +26,8 @@ from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.core.options import merge_options
 from proxy.config.secrets import redact
 from proxy.streams.sse import SSEEvent, SSEParser
-from proxy.wire import adapter_for
+from proxy.wire.registry import adapter_for
+from proxy.wire.formats import FORMATS
 from proxy.upstream import mock
 MAX_ERROR_BODY = 64 * 1024
 SSE_TYPE = "text/event-stream"
@@ -35,8 +36,9 @@ SSE_TYPE = "text/event-stream"
 class Transport:
     def __init__(self, config: Config):
         self._config = config
+        # One pool per networked upstream; the others (the built-in mock) answer in-process.
         self._pools = {name: upstream_client.Pool(upstream.base_url) for name, upstream in config.upstreams.items()
-                       if upstream.format != "mock"}
+                       if FORMATS[upstream.format].networked}
 
     async def start(self) -> None:
         """Nothing to open ahead: connections are made on first use and then kept alive."""
@@ -50,9 +52,9 @@ class Transport:
         if target is None:
             raise InvalidRequest("no target was chosen for this request")
         request.trace.dispatched_at = time.monotonic()  # the proxy's own work ends here (overhead metric)
-        if target.upstream.format == "mock":
+        pool = self._pools.get(target.upstream.name)
+        if pool is None:
             return await mock.respond(request, target)
-        pool = self._pools[target.upstream.name]
         path, body, content_type = self._outgoing(request, target)
         return await self._send(request, target, pool.target(path, request.query if not request.is_chat else ""),
                                 body, content_type)
@@ -66,7 +68,7 @@ class Transport:
             adapter = adapter_for(upstream.format)
             native = merge_options(adapter.encode_chat(request, target), target)
             return adapter.chat_path, jsonutil.dumps(native), "application/json"
-        if upstream.format != "openai":
+        if not FORMATS[upstream.format].serves_other_paths:
             raise InvalidRequest(f"upstream '{upstream.name}' speaks the {upstream.format} format, which only "
                                  f"serves chat/completions through this proxy", code="unsupported_endpoint")
         if request.body is None:

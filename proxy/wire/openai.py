@@ -13,12 +13,16 @@ from proxy.core import jsonutil
 from proxy.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
+from proxy.wire.registry import bearer_or_key
 from proxy.streams.sse import SSEEvent, done_event
 
 
 class OpenAIAdapter:
     chat_path = "chat/completions"
     models_path = "models"
+
+    def auth_headers(self, upstream: UpstreamConfig, configured: set[str]) -> dict[str, str]:
+        return bearer_or_key(upstream)
 
     def encode_chat(self, request: ProxyRequest, target: Target) -> dict:
         body = request.body or {}

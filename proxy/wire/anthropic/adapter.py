@@ -16,6 +16,7 @@ from proxy.core import jsonutil
 from proxy.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
+from proxy.wire.registry import bearer_or_key
 from proxy.streams.sse import SSEEvent
 from proxy.wire.anthropic import stream as anthropic_stream
 from proxy.wire.anthropic.request import encode_request
@@ -25,6 +26,10 @@ from proxy.wire.anthropic.response import decode_message, error_from_body
 class AnthropicAdapter:
     chat_path = "messages"
     models_path = "models"
+
+    def auth_headers(self, upstream: UpstreamConfig, configured: set[str]) -> dict[str, str]:
+        version = {} if "anthropic-version" in configured else {"anthropic-version": upstream.anthropic_version}
+        return {**version, **bearer_or_key(upstream)}
 
     def encode_chat(self, request: ProxyRequest, target: Target) -> dict:
         return encode_request(request.body or {}, target, stream=request.stream)
