@@ -48,7 +48,7 @@ def _request_and_target():
 
 async def measure(seconds: float = 3.0, deltas: int = 1000, max_streams: int = 100_000) -> dict:
     try:
-        from proxy.wire import adapter_for
+        from proxy.wire.registry import adapter_for
         adapter = adapter_for("anthropic")
     except ImportError as exc:
         return {"skipped": f"no Anthropic adapter in this build ({exc})"}
