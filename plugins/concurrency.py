@@ -14,7 +14,8 @@ import time
 from proxy.core.chain import Handler, PluginContext
 from proxy.core.errors import RateLimited
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.resilience.limiter import LimiterRegistry, Slot
+from proxy.resilience.limiter import Slot
+from proxy.resilience.registry import LimiterRegistry
 from proxy.streams.guard import GuardedStream
 
 # When a slot is refused, suggest retrying after about one queue_timeout, within these bounds.

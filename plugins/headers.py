@@ -4,13 +4,16 @@
   `anthropic-version` for Anthropic-format upstreams);
 - configured `headers:` verbatim;
 - the client's other headers, minus its credentials and hop-by-hop headers;
-- `x-request-id`, kept from the client or made by the server.
+- `x-request-id`, kept from the client or made by the server;
+- a Messages client's `anthropic-version` when the upstream speaks Messages too (the client's
+  `anthropic-beta` is forwarded like any other header).
 Auth and configured headers are computed once per upstream at build time.
 """
 from __future__ import annotations
 
 from proxy.core.chain import Handler, PluginContext
 from proxy.config.model import UpstreamConfig
+from proxy.config.formats import FORMATS
 from proxy.wire.registry import upstream_headers
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 
@@ -42,6 +45,9 @@ class HeadersMiddleware:
         for name, value in (self._static.get(upstream.name) or upstream_headers(upstream)).items():
             headers.pop(name.lower(), None)
             headers[name] = value
+        version = request.client_headers.get("anthropic-version")
+        if version and FORMATS[upstream.format].native_api == request.api == "messages":
+            headers["anthropic-version"] = version  # a Messages client's own version reaches Anthropic
         headers["x-request-id"] = request.request_id
         return await call_next(request.replace(upstream_headers=headers))
 

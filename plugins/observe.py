@@ -6,9 +6,8 @@ client went away). Everything is read from the request's trace, which the
 inner middleware filled in: attempts in order with their fallback reasons,
 first-token time, token usage, queue wait, dispatch time.
 
-It also enters each request into the drain registry (proxy/server/lifecycle.py) for
-as long as it runs, stream included, and turns the drain's interruption into
-the error the client is told about.
+The server enters each request into the drain registry (proxy/server/lifecycle.py);
+this middleware only turns the drain's interruption into the error the client is told about.
 """
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.observability.logs import RequestLog, log_request
 from proxy.streams.sse import SSEEvent
+from proxy.streams.wrapper import StreamWrapper
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
 
@@ -58,7 +58,7 @@ class _Record:
 
     def __init__(self, observer: Observe, request: ProxyRequest):
         self.observer, self.request, self.done = observer, request, False
-        self.task = observer.drain.enter() if observer.drain is not None else None
+        self.task = asyncio.current_task()  # the server entered it into the drain; a drain cancels this task
 
     def cancelled(self) -> ProxyError | None:
         """After a CancelledError: the drain's error to raise instead, or None when the
@@ -73,8 +73,6 @@ class _Record:
             return
         self.done = True
         observer = self.observer
-        if observer.drain is not None:
-            observer.drain.leave(self.task)
         now = time.monotonic()
         if observer.metrics is not None:
             observer.metrics.observe_finished(self.request, status, error, now)
@@ -82,50 +80,29 @@ class _Record:
             log_request(RequestLog.finished(self.request, status, error, now))
 
 
-class _WatchedStream:
-    """Passes events through untouched; finishes the record when the stream ends.
+class _WatchedStream(StreamWrapper):
+    """Passes events through untouched; finishes the record when the stream ends."""
 
-    A class rather than an async generator: `aclose()` on a generator that never
-    started skips its `finally`, and the record must be finished even then.
-    """
-
-    __slots__ = ("_inner", "_record", "_status")
+    __slots__ = ("_record", "_status")
 
     def __init__(self, inner: AsyncIterator[SSEEvent], record: _Record, status: int):
-        self._inner, self._record, self._status = inner, record, status
+        super().__init__(inner)
+        self._record, self._status = record, status
 
-    def __aiter__(self) -> "_WatchedStream":
-        return self
+    def on_end(self) -> None:
+        self._record.finish(self._status)
 
-    async def __anext__(self) -> SSEEvent:
-        try:
-            return await self._inner.__anext__()
-        except StopAsyncIteration:
-            self._record.finish(self._status)
-            raise
-        except ProxyError as error:
-            self._record.finish(error.status, error)
-            await self._close_inner()
-            raise
-        except asyncio.CancelledError:
-            error = self._record.cancelled()
-            await self._close_inner()
-            if error is None:
-                raise
-            raise error from None
-        except BaseException:
+    def on_error(self, exc: BaseException) -> BaseException | None:
+        if isinstance(exc, ProxyError):
+            self._record.finish(exc.status, exc)
+        elif isinstance(exc, asyncio.CancelledError):
+            return self._record.cancelled()  # the drain's error instead, or None: the client went away
+        else:
             self._record.finish(500)
-            await self._close_inner()
-            raise
+        return None
 
-    async def aclose(self) -> None:
-        self._record.finish(CLIENT_CLOSED)  # closed before its end: the consumer stopped reading
-        await self._close_inner()
-
-    async def _close_inner(self) -> None:
-        closer = getattr(self._inner, "aclose", None)
-        if closer is not None:
-            await closer()
+    def on_close(self) -> None:
+        self._record.finish(CLIENT_CLOSED)  # a no-op when the stream already ended: the consumer stopped reading
 
 
 def create(context: PluginContext) -> Observe:

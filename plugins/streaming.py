@@ -17,8 +17,8 @@ from proxy.core.chain import Handler, PluginContext
 from proxy.core.errors import UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.streams.sse import SSEEvent
-from proxy.streams.guard import FilteredStream, commits
-from proxy.wire.openai import completion_to_events, record_usage
+from proxy.streams.guard import FilteredStream
+from proxy.wire.openai import CHAT_EVENTS, commits, completion_to_events, record_usage
 
 
 class StreamingMiddleware:
@@ -83,7 +83,7 @@ def _replayed(response: ProxyResponse, request: ProxyRequest) -> ProxyResponse:
     if request.trace.first_token_at is None:
         request.trace.first_token_at = time.monotonic()
     return ProxyResponse(status=200, headers=response.headers, events=_iterate(events),
-                         content_type="text/event-stream", upstream=response.upstream)
+                         content_type="text/event-stream", upstream=response.upstream, dialect=CHAT_EVENTS)
 
 
 async def _iterate(events: list[SSEEvent]) -> AsyncIterator[SSEEvent]:

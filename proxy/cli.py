@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import gc
 import os
 import signal
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, AsyncIterator, Sequence
 
 from proxy.config.model import Config, ConfigError, load_config
 from proxy.config.secrets import Keyring, SecretError, generate_key
 from proxy.config.urls import is_loopback_bind
+
+if TYPE_CHECKING:
+    from proxy.catalog.check import UpstreamReport
+    from proxy.core.chain import Handler
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -86,7 +92,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from proxy.catalog import check
-    return check.run(args)
+    from proxy.core.chain import PluginLoadError
+    try:
+        return check.run(args, probe_chain)
+    except PluginLoadError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+
+
+@contextlib.asynccontextmanager
+async def probe_chain(config: Config) -> AsyncIterator[Handler]:
+    """The chain `serve` runs for `config` (every middleware, then the transport), for `check`'s
+    probes: configured headers, reasoning and `options:` apply to them as to any request. Only
+    the access log is left out: check prints its own report."""
+    from proxy.server.runtime import Runtime
+    from proxy.server.services import create_services
+    config = dataclasses.replace(config, logging=dataclasses.replace(config.logging, requests=False))
+    services = create_services(config)
+    runtime = Runtime(config, services)
+    await runtime.start()
+    try:
+        yield runtime.handler
+    finally:
+        await runtime.close()
+        await services.catalog.close()
+        await services.limiters.close()
+
+
+async def check_upstreams(config: Config, names: list[str]) -> list[UpstreamReport]:
+    """`check` of the named upstreams in this process, through the chain built for `config`."""
+    from proxy.catalog import check
+    async with probe_chain(config) as send:
+        return await check.check_upstreams(config, names, send)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -184,8 +221,8 @@ async def _serve(config: Config, host: str, port: int, reuse_port: bool = False)
     from proxy.server.lifecycle import drain
     from proxy.server.reload import Reloader
     from proxy.server.app import ProxyApp, start_site
-    from proxy.core.services import Services
-    services = Services.create(config)
+    from proxy.server.services import create_services
+    services = create_services(config)
     _setup_observability(config, services)
     try:
         proxy_app = ProxyApp(config, services)

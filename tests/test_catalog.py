@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
+from proxy.catalog.discovery import DiscoveryError
 from proxy.catalog.models import DEFAULT_CONTEXT_WINDOW, Catalog
 from proxy.config.model import parse_config
 from tests import catalog_fixtures as fx
@@ -199,7 +200,7 @@ async def test_a_bare_model_id_one_upstream_discovered_routes_there(upstream, pr
     async with aiohttp.ClientSession() as session:
         async with session.get(proxy.url + "/metrics") as response:
             exposition = await response.text()
-    assert 'byok_requests_total{model="gpt-4o-mini",status="200",upstream="oai"} 1.0' in exposition
+    assert 'byok_requests_total{api="chat",model="gpt-4o-mini",status="200",upstream="oai"} 1.0' in exposition
 
 
 async def test_discover_models_false_keeps_the_catalog_to_declared_models_but_still_checks_health(upstream, proxy_factory):
@@ -237,6 +238,23 @@ async def test_an_empty_first_answer_is_retried_briefly(upstream):
         await catalog.close()
     assert catalog.discovered("gpu") == {"Qwen/Qwen3-8B"}
     assert upstream.seen_paths() == ["/v1/models", "/v1/models"]
+
+
+async def test_discovery_refuses_a_redirect_without_following_it(upstream):
+    upstream.on("GET", "/v1/models", Reply(status=302, headers={"Location": upstream.url + "/elsewhere/v1/models"}))
+    upstream.on("GET", "/elsewhere/v1/models", Reply(body=fx.OPENAI))
+    config = parse_config(upstream_config("oai", upstream.url + "/v1"))
+    catalog = Catalog(config, empty_retry_delays=())
+    try:
+        with pytest.raises(DiscoveryError) as caught:
+            await catalog.refresh("oai")
+    finally:
+        await catalog.close()
+    assert caught.value.status == 302 and "redirecting to " + upstream.url + "/elsewhere" in str(caught.value)
+    assert "keys are never sent after a redirect" in str(caught.value)
+    assert upstream.seen_paths() == ["/v1/models"]  # Location was not followed: the key stayed here
+    assert upstream.seen[0].headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert catalog.discovered("oai") == frozenset()
 
 
 async def test_a_reload_keeps_what_unchanged_upstreams_discovered():

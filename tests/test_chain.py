@@ -3,7 +3,7 @@ import aiohttp
 
 from proxy.core.chain import BUILTIN_ORDER, PluginContext, assemble, build_chain
 from proxy.config.model import parse_config
-from proxy.core.services import Services
+from proxy.server.services import create_services
 from proxy.upstream.transport import Transport
 
 PLUGIN_CONFIG = """
@@ -22,7 +22,7 @@ def test_builtin_order_is_pinned():
 
 def test_user_plugins_sit_between_concurrency_and_reasoning():
     config = parse_config(PLUGIN_CONFIG)
-    middlewares = assemble(PluginContext(config, Services.create(config)))
+    middlewares = assemble(PluginContext(config, create_services(config)))
     names = [type(m).__module__ for m in middlewares]
     assert names.index("tests.sample_plugin") == names.index("plugins.concurrency") + 1
     assert names.index("tests.sample_plugin") < names.index("plugins.reasoning")
@@ -31,7 +31,7 @@ def test_user_plugins_sit_between_concurrency_and_reasoning():
 async def test_chain_ends_in_the_transport():
     config = parse_config(PLUGIN_CONFIG)
     transport = Transport(config)
-    middlewares = assemble(PluginContext(config, Services.create(config)))
+    middlewares = assemble(PluginContext(config, create_services(config)))
     handler = build_chain(middlewares, transport)
     layers = []
     while hasattr(handler, "middleware"):
@@ -62,4 +62,4 @@ def test_a_missing_plugin_is_a_clear_startup_error():
     from proxy.core.chain import PluginLoadError
     config = parse_config("upstreams:\n  demo: {format: mock}\nplugins: [tests.no_such_module.Thing]\n")
     with pytest.raises(PluginLoadError, match="tests.no_such_module.Thing"):
-        assemble(PluginContext(config, Services.create(config)))
+        assemble(PluginContext(config, create_services(config)))

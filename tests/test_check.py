@@ -11,10 +11,12 @@ import textwrap
 import pytest
 
 from proxy.catalog import diagnose
-from proxy.catalog.check import UpstreamReport, check_upstreams
+from proxy.catalog.check import UpstreamReport
+from proxy.cli import check_upstreams
 from proxy.config.model import parse_config
 from tests import catalog_fixtures as fx
 from tests.helpers import ROOT, free_port
+from tests.upstreams.openai_upstream import OpenAIUpstream
 from tests.upstreams.scripted_upstream import Reply, ScriptedUpstream, self_signed_context
 
 pytestmark = pytest.mark.timeout(30)
@@ -108,6 +110,39 @@ async def test_a_model_that_only_takes_max_completion_tokens_is_probed_again_wit
     assert report.status == "ok"
     sent = [json.loads(seen.body) for seen in upstream.seen if seen.method == "POST"]
     assert [("max_tokens" in body, body.get("max_completion_tokens")) for body in sent] == [(True, None), (False, 1)]
+
+
+async def test_the_probe_goes_through_the_chain_serve_runs_with_configured_headers_and_options():
+    openai_upstream = await OpenAIUpstream().start()
+    try:
+        report = await check(f"""
+upstreams:
+  up:
+    base_url: "{openai_upstream.url}/v1"
+    api_key: {KEY}
+    headers: {{x-team: blue}}
+    options: {{some_field: 7}}
+    models: {{gpt-test: {{}}}}
+""")
+    finally:
+        await openai_upstream.close()
+    assert report.status == "ok" and report.models == 1
+    [probe] = openai_upstream.requests
+    assert probe.method == "POST" and probe.path == "/v1/chat/completions"
+    assert probe.headers["x-team"] == "blue"                      # the headers middleware's configured headers
+    assert probe.headers["Authorization"] == f"Bearer {KEY}"
+    assert probe.headers["x-request-id"].startswith("check-")     # the headers middleware ran
+    body = probe.json
+    assert body["some_field"] == 7                                # `options:`, merged by the transport
+    assert body["model"] == "gpt-test" and body["max_tokens"] == 1 and body["stream"] is True
+
+
+async def test_a_redirected_model_list_is_refused_and_never_followed(upstream):
+    upstream.on("GET", "/v1/models", Reply(status=302, headers={"Location": upstream.url + "/elsewhere/models"}))
+    upstream.on("GET", "/elsewhere/models", Reply(body=fx.OPENAI))
+    report = await check(config_for(upstream.url + "/v1"))
+    assert report.catalog_error is not None and report.models is None
+    assert upstream.seen_paths() == ["/v1/models"]  # the key never went where Location points
 
 
 # ---- keys, permission, billing: the provider's words decide ------------------------------------

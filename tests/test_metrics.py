@@ -16,7 +16,7 @@ from proxy.resilience.circuit import CircuitRegistry
 from proxy.core.errors import RateLimited
 from proxy.core.exchange import Attempt, ProxyRequest, RequestTrace
 from proxy.catalog.health import HealthMonitor
-from proxy.resilience.limiter import LimiterRegistry
+from proxy.resilience.registry import LimiterRegistry
 from proxy.observability.metrics import LATENCY_BUCKETS, Metrics
 
 pytestmark = pytest.mark.timeout(30)
@@ -33,7 +33,7 @@ models:
 """
 
 EXPECTED = {
-    "byok_requests": ("counter", {"upstream", "model", "status"}),
+    "byok_requests": ("counter", {"api", "upstream", "model", "status"}),
     "byok_request_duration_seconds": ("histogram", {"upstream", "model"}),
     "byok_time_to_first_token_seconds": ("histogram", {"upstream", "model"}),
     "byok_tokens": ("counter", {"upstream", "model", "direction"}),
@@ -100,7 +100,7 @@ def test_every_documented_metric_is_exposed_with_its_type_and_labels(metrics):
 def test_a_request_counts_once_with_its_duration_ttft_and_tokens(metrics):
     metrics.observe_request(upstream="fast", model="small", status=200, duration=2.0, ttft=0.5,
                             tokens_in=7, tokens_out=11)
-    key = (("model", "small"), ("status", "200"), ("upstream", "fast"))
+    key = (("api", "chat"), ("model", "small"), ("status", "200"), ("upstream", "fast"))
     assert nonzero(metrics, "byok_requests_total") == {key: 1.0}
     tokens = samples(metrics, "byok_tokens_total")
     assert tokens[(("direction", "in"), ("model", "small"), ("upstream", "fast"))] == 7
@@ -129,15 +129,15 @@ def test_model_labels_are_bounded_to_configured_and_discovered_models(metrics):
     for index in range(50):
         metrics.observe_request(upstream="fast", model=f"random-{index}", status=200, duration=0.1)
     assert nonzero(metrics, "byok_requests_total") == {
-        (("model", "other"), ("status", "200"), ("upstream", "fast")): 50.0}
+        (("api", "chat"), ("model", "other"), ("status", "200"), ("upstream", "fast")): 50.0}
 
 
 def test_declared_models_have_series_at_zero_before_any_traffic(metrics):
     """So the first request is an increase that rate() and histogram_quantile() can see."""
     requests = samples(metrics, "byok_requests_total")
-    assert requests == {(("model", "big"), ("status", "200"), ("upstream", "fast")): 0.0,
-                        (("model", "small"), ("status", "200"), ("upstream", "fast")): 0.0,
-                        (("model", "huge-model"), ("status", "200"), ("upstream", "slow")): 0.0}
+    assert requests == {(("api", "chat"), ("model", "big"), ("status", "200"), ("upstream", "fast")): 0.0,
+                        (("api", "chat"), ("model", "small"), ("status", "200"), ("upstream", "fast")): 0.0,
+                        (("api", "chat"), ("model", "huge-model"), ("status", "200"), ("upstream", "slow")): 0.0}
     assert samples(metrics, "byok_time_to_first_token_seconds_count")[(("model", "small"), ("upstream", "fast"))] == 0
 
 
@@ -152,7 +152,7 @@ def test_a_reload_forgets_models_of_removed_upstreams(metrics):
 def test_requests_refused_before_routing_are_labelled_none_and_other(metrics):
     metrics.observe_request(upstream=None, model="nope", status=404, duration=0.001)
     assert nonzero(metrics, "byok_requests_total") == {
-        (("model", "other"), ("status", "404"), ("upstream", "none")): 1.0}
+        (("api", "chat"), ("model", "other"), ("status", "404"), ("upstream", "none")): 1.0}
 
 
 async def test_state_gauges_are_read_from_live_components_at_scrape_time(metrics, openai_upstream):
@@ -233,8 +233,8 @@ def test_a_finished_request_counts_its_fallbacks_and_busy_refusals_every_time(me
         (("reason", "queue_timeout"), ("upstream", "slow")): 2.0,
         (("reason", "concurrency_limit"), ("upstream", "fast")): 2.0}
     assert nonzero(metrics, "byok_requests_total") == {
-        (("model", "huge-model"), ("status", "429"), ("upstream", "slow")): 2.0,
-        (("model", "huge-model"), ("status", "200"), ("upstream", "slow")): 2.0}
+        (("api", "chat"), ("model", "huge-model"), ("status", "429"), ("upstream", "slow")): 2.0,
+        (("api", "chat"), ("model", "huge-model"), ("status", "200"), ("upstream", "slow")): 2.0}
 
 
 def test_label_lookups_are_remembered_by_label_values_not_by_what_a_client_asked_for(metrics):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from proxy.config.model import parse_config
-from proxy.resilience.limiter import LimiterRegistry
+from proxy.resilience.registry import LimiterRegistry
 from tests.conftest import client_for
 from tests.faults import closed_port, main  # noqa: F401 (fixture)
 from tests.helpers import free_port, spawn_proxy, wait_for_port

@@ -3,14 +3,19 @@ whose three upstreams are ok, degraded and unreachable."""
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import re
 import shutil
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from proxy.config.model import parse_config
+from proxy.server.status import fallback_snapshot, render_status_page
 from tests import catalog_fixtures as fx
 from tests.helpers import free_port
 from tests.upstreams.scripted_upstream import Reply, ScriptedUpstream
@@ -93,3 +98,108 @@ upstreams:
     dom = await chromium("--dump-dom", proxy.url + "/", profile=tmp_path / "profile")
     assert re.search(r'<form id="keyform">', dom)  # no longer hidden: the fetch was refused with 401
     assert "sk-proxy-key-for-status-page" not in dom
+
+
+# ---- the page without a script: what curl or a text browser gets ------------------------------------
+
+UPSTREAM_KEY = "sk-upstream-key-never-on-the-status-page"
+ODD_NAME = "<b>odd & 'quoted'\""
+
+
+class _Cells(HTMLParser):
+    """The text of each row, as a browser without JavaScript shows it: {table or tbody id: [[cell, ...], ...]}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table = self._row = None
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" or (tag == "tbody" and dict(attrs).get("id")):
+            self._table = self.tables.setdefault(dict(attrs).get("id") or "", [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag == "td" and self._row is not None:
+            self._row.append("")
+            self._in_cell = True
+
+    def handle_endtag(self, tag):
+        self._in_cell = self._in_cell and tag != "td"
+        if tag == "table":
+            self._table = self._row = None
+
+    def handle_data(self, data):
+        if self._in_cell:
+            self._row[-1] += data
+
+
+def cells(page: str) -> dict[str, list[list[str]]]:
+    parser = _Cells()
+    parser.feed(page)
+    return {table: [row for row in found if row] for table, found in parser.tables.items()}
+
+
+async def plain_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, headers=headers or {}) as response:
+            return response.status, dict(response.headers), await response.text()
+
+
+async def test_the_page_reads_without_a_script_with_names_states_and_aliases(proxy_factory):
+    fast = await ScriptedUpstream().on("GET", "/v1/models", Reply(body=fx.OPENAI)).start()
+    try:
+        proxy = await proxy_factory(f"""
+upstreams:
+  fast: {{base_url: "{fast.url}/v1", api_key: "{UPSTREAM_KEY}"}}
+  {json.dumps(ODD_NAME)}: {{base_url: "http://127.0.0.1:{free_port()}/v1", api_key: "{UPSTREAM_KEY}",
+                          models: {{declared: {{}}}}}}
+models:
+  best: {{targets: [fast/gpt-4o-mini, {json.dumps(ODD_NAME + "/declared")}], description: "<i>first</i> choice"}}
+health: {{timeout: 3}}
+""")
+        await wait_for(proxy, {"fast": "ok", ODD_NAME: "unreachable"})
+        status, headers, page = await plain_get(proxy.url + "/")
+    finally:
+        await fast.close()
+
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert headers["Cache-Control"] == "no-cache"
+    rows = {row[1]: row for row in cells(page)["rows"]}
+    assert set(rows) == {"fast", ODD_NAME}
+    assert rows["fast"][2] == "ok" and rows["fast"][4] == "2" and re.fullmatch(r"\d+ ms", rows["fast"][3])
+    assert rows[ODD_NAME][2] == "unreachable" and "connection refused" in rows[ODD_NAME][9]
+    assert "2 upstreams: 1 ok, 1 unreachable" in page
+    assert cells(page)["aliases"] == [["best", f"fast/gpt-4o-mini, {ODD_NAME}/declared", "<i>first</i> choice"]]
+    assert "&lt;b&gt;odd &amp; &#x27;quoted&#x27;&quot;" in page
+    assert "<b>odd" not in page and "<i>first" not in page
+    assert UPSTREAM_KEY not in page and html.escape(UPSTREAM_KEY) not in page
+
+
+async def test_a_proxy_with_keys_renders_the_rows_only_for_a_request_with_one(proxy_factory):
+    proxy = await proxy_factory(f"""
+auth: {{api_keys: [sk-proxy-key-for-status-page]}}
+upstreams:
+  demo: {{format: mock, api_key: "{UPSTREAM_KEY}"}}
+models:
+  quick: [demo/m]
+health: {{enabled: false}}
+""")
+    status, _, page = await plain_get(proxy.url + "/")
+    assert status == 200  # open unless auth.protect_metrics, as before
+    assert cells(page)["rows"] == [] and "aliases" not in cells(page) and "demo" not in page
+    assert "needs this proxy&#x27;s API key" in page
+    _, _, page = await plain_get(proxy.url + "/", {"Authorization": "Bearer sk-proxy-key-for-status-page"})
+    assert [row[1:3] for row in cells(page)["rows"]] == [["demo", "unknown"]]
+    assert cells(page)["aliases"] == [["quick", "demo/m", ""]]
+    assert UPSTREAM_KEY not in page and "sk-proxy-key-for-status-page" not in page
+
+
+def test_without_a_health_monitor_every_upstream_is_unknown():
+    config = parse_config("upstreams:\n  a: {format: mock}\n  b: {format: mock}\n")
+    page = render_status_page("<table id='rows'><!--status:rows--></table><p><!--status:summary--></p>",
+                              fallback_snapshot(config), config)
+    assert [row[1:3] + row[7:8] for row in cells(page)["rows"]] == [["a", "unknown", "closed"],
+                                                                     ["b", "unknown", "closed"]]
+    assert "2 upstreams: 2 unknown" in page

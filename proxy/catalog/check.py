@@ -1,11 +1,14 @@
 """`byok-proxy check`: verify each upstream before traffic depends on it.
 
 Per upstream: fetch the model catalog (the same fetch the health check runs),
-then send a 1-token probe (`max_tokens: 1`) to every model the config names
-for it, streaming when the upstream streams. Each failure is classified by
-proxy.catalog.diagnose into a problem and what to do about it. Exit 1 when any
-upstream fails, rate limits included: a check that could not prove the
-upstream works has not passed.
+then send a 1-token probe to every model the config names for it, streaming
+when the upstream streams. The probe is a request like any client's: it goes
+through the whole chain `serve` runs (configured `headers:`, reasoning,
+`options:`, the transport), targeted at exactly that upstream and model. The
+chain is the caller's (proxy/cli.py builds it), since catalog/ sits below the
+server. Each failure is classified by proxy.catalog.diagnose into a problem and
+what to do about it. Exit 1 when any upstream fails, rate limits included: a
+check that could not prove the upstream works has not passed.
 """
 from __future__ import annotations
 
@@ -14,19 +17,24 @@ import asyncio
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, AsyncContextManager, Awaitable, Callable, TextIO
 
-import aiohttp
-
-from proxy.core import jsonutil
+from proxy.catalog.diagnose import Diagnosis, classify_error, not_sse
+from proxy.catalog.discovery import DiscoveryError, ListClient, discover
+from proxy.config.formats import FORMATS
 from proxy.config.model import Config, ConfigError, UpstreamConfig, load_config
-from proxy.catalog.diagnose import Diagnosis, classify_exception, classify_http, diagnose_discovery, not_sse
-from proxy.catalog.discovery import DiscoveryError, auth_headers, discover
 from proxy.config.secrets import redact
+from proxy.core import jsonutil
+from proxy.core.errors import ProxyError
+from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
+from proxy.wire.registry import adapter_for
 
-PROBE_PROMPT = "Reply with OK."
-MAX_PROBE_BYTES = 256 * 1024  # enough for a first event; a probe never reads a whole answer
+# The whole chain, as `serve` runs it: a request in, its answer (or a proxy.core.errors exception) out.
+Handler = Callable[[ProxyRequest], Awaitable[ProxyResponse]]
+# Builds that chain for a config, for as long as the check runs.
+ChainFactory = Callable[[Config], AsyncContextManager[Handler]]
 
 
 @dataclass
@@ -73,7 +81,7 @@ class UpstreamReport:
 
 # ---- entry point ------------------------------------------------------------------------------
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, chain: ChainFactory, out: TextIO | None = None) -> int:
     """`byok-proxy check -c config.yaml [--upstream NAME] [--json]`; returns the exit code."""
     out = out or sys.stdout
     path = getattr(args, "config", None) or os.environ.get("BYOK_CONFIG") or "config.yaml"
@@ -88,7 +96,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"no upstream named '{only}' (known: {', '.join(config.upstreams) or 'none'})", file=sys.stderr)
         return 2
     names = [only] if only else list(config.upstreams)
-    reports = asyncio.run(check_upstreams(config, names))
+    reports = asyncio.run(_check_with(chain, config, names))
     if getattr(args, "json", False):
         body = {"ok": all(r.status != "failed" for r in reports), "upstreams": [r.to_json() for r in reports]}
         out.write(redact(jsonutil.dumps_str(body)) + "\n")
@@ -97,31 +105,40 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 1 if any(report.status == "failed" for report in reports) else 0
 
 
-async def check_upstreams(config: Config, names: list[str]) -> list[UpstreamReport]:
-    async with aiohttp.ClientSession() as session:
-        return list(await asyncio.gather(*(check_upstream(session, config, config.upstreams[name]) for name in names)))
+async def _check_with(chain: ChainFactory, config: Config, names: list[str]) -> list[UpstreamReport]:
+    async with chain(config) as send:
+        return await check_upstreams(config, names, send)
 
 
-async def check_upstream(session: aiohttp.ClientSession, config: Config, upstream: UpstreamConfig) -> UpstreamReport:
+async def check_upstreams(config: Config, names: list[str], send: Handler) -> list[UpstreamReport]:
+    """Check each named upstream; probes are sent through `send`, the chain built for `config`."""
+    client = ListClient()
+    try:
+        return list(await asyncio.gather(*(check_upstream(client, send, config, config.upstreams[name])
+                                           for name in names)))
+    finally:
+        client.close()
+
+
+async def check_upstream(client: ListClient, send: Handler, config: Config, upstream: UpstreamConfig) -> UpstreamReport:
     report = UpstreamReport(upstream.name)
-    if upstream.format == "mock" or upstream.base_url is None:
+    if not FORMATS[upstream.format].networked or upstream.base_url is None:
         report.catalog_url, report.latency_ms, report.models = "mock:", 0.0, len(upstream.models)
         report.probes = [ProbeResult(model, 0.0) for model in probe_models(config, upstream)]
         return report
     known: list[str] = []
-    report.catalog_url = upstream.base_url + "/models"
     try:
-        found = await discover(session, upstream, config.health.timeout, empty_retry_delays=())
+        found = await discover(client, upstream, config.health.timeout, empty_retry_delays=())
     except DiscoveryError as exc:
         report.catalog_url = exc.url
-        report.catalog_error = diagnose_discovery(exc, upstream, config.health.timeout)
+        report.catalog_error = exc.diagnose(upstream, config.health.timeout)
     else:
         report.catalog_url, report.latency_ms, report.models = found.url, round(found.latency * 1000, 1), len(found.models)
         known = [model.id for model in found.models]
     if report.catalog_error is None or report.catalog_error.problem in ("wrong_base_url", "bad_request"):
         # A failure to connect would only repeat itself; anything else is worth a probe.
         for model in probe_models(config, upstream):
-            report.probes.append(await probe(session, upstream, model, known))
+            report.probes.append(await probe(send, upstream, model, known))
     return report
 
 
@@ -138,76 +155,49 @@ def probe_models(config: Config, upstream: UpstreamConfig) -> list[str]:
 
 # ---- the 1-token probe ----------------------------------------------------------------------------
 
-async def probe(session: aiohttp.ClientSession, upstream: UpstreamConfig, model: str,
-                known: list[str]) -> ProbeResult:
-    result = await _probe_once(session, upstream, model, known, "max_tokens")
+async def probe(send: Handler, upstream: UpstreamConfig, model: str, known: list[str]) -> ProbeResult:
+    result = await _probe_once(send, upstream, model, known, "max_tokens")
     if result.diagnosis is not None and "max_completion_tokens" in result.diagnosis.summary:
         # OpenAI's reasoning models take only max_completion_tokens; the cap stays 1.
-        result = await _probe_once(session, upstream, model, known, "max_completion_tokens")
+        result = await _probe_once(send, upstream, model, known, "max_completion_tokens")
     return result
 
 
-async def _probe_once(session: aiohttp.ClientSession, upstream: UpstreamConfig, model: str, known: list[str],
+async def _probe_once(send: Handler, upstream: UpstreamConfig, model: str, known: list[str],
                       cap_field: str) -> ProbeResult:
-    anthropic = upstream.format == "anthropic"
-    url = f"{upstream.base_url}/{'messages' if anthropic else 'chat/completions'}"
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": PROBE_PROMPT}], cap_field: 1}
+    adapter = adapter_for(upstream.format)
+    path, body = adapter.probe_body(model, cap_field)
     if upstream.streaming:
         body["stream"] = True
-    headers = {**auth_headers(upstream), "Content-Type": "application/json"}
+    url = f"{upstream.base_url}/{adapter.chat_path}"  # where the transport sends it (for the words only)
     limit = upstream.timeout.connect + upstream.timeout.first_byte
+    target = Target(upstream, model, model_config=upstream.models.get(model))
     started = time.monotonic()
+    request = ProxyRequest(request_id=f"check-{uuid.uuid4().hex[:16]}", method="POST", path=path, body=body,
+                           content_type="application/json", client_model=target.label, targets=(target,),
+                           target=target, stream=upstream.streaming, started_at=started, deadline=started + limit)
+    where: dict[str, Any] = dict(url=url, base_url=upstream.base_url or "", upstream=upstream.name)
     try:
-        # allow_redirects=False: a redirect would carry x-api-key and configured headers to another host.
-        async with session.post(url, data=jsonutil.dumps(body), headers=headers, allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=limit)) as response:
-            diagnosis = await _read_answer(response, upstream, url, model, known)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        diagnosis = classify_exception(exc, url=url, upstream=upstream.name, timeout=limit)
+        response = await send(request)
+    except ProxyError as exc:
+        diagnosis = classify_error(exc, model=model, known_models=known, timeout=limit,
+                                   streamed=_streamed(request), **where)
+    else:
+        await response.aclose()  # the guard has read up to the answer's first content: enough
+        if upstream.streaming and not _streamed(request):
+            # The upstream answered JSON to a stream request (the chain replays it as a stream).
+            diagnosis = not_sse("application/json", url)
+        else:
+            diagnosis = None
+    finally:
+        request.trace.finish()
     return ProbeResult(model, round((time.monotonic() - started) * 1000, 1), diagnosis)
 
 
-async def _read_answer(response: aiohttp.ClientResponse, upstream: UpstreamConfig, url: str, model: str,
-                       known: list[str]) -> Diagnosis | None:
-    if response.status >= 400:
-        return _classify(response.status, await response.content.read(MAX_PROBE_BYTES), response.headers,
-                         url=url, upstream=upstream, model=model, known=known)
-    content_type = response.headers.get("Content-Type", "")
-    if upstream.streaming and "text/event-stream" not in content_type.lower():
-        return not_sse(content_type, url)
-    first = await _first_payload(response) if upstream.streaming else await response.content.read(MAX_PROBE_BYTES)
-    try:
-        payload = jsonutil.loads(first) if first else None
-    except ValueError:
-        payload = None
-        if not upstream.streaming:  # a 200 that is not JSON: a web page or something in front of the API
-            return classify_http(200, first, response.headers, url=url, base_url=upstream.base_url or "",
-                                 upstream=upstream.name)
-    if isinstance(payload, dict) and ("error" in payload or payload.get("type") == "error"):
-        # an error sent with status 200: OpenRouter and Anthropic report some failures inside the stream
-        return _classify(400, first, response.headers, url=url, upstream=upstream, model=model, known=known)
-    return None
-
-
-async def _first_payload(response: aiohttp.ClientResponse) -> bytes:
-    """The data of the first SSE event that carries data (comments and keep-alives skipped)."""
-    from proxy.streams.sse import SSEParser
-    parser = SSEParser()
-    read = 0
-    async for chunk in response.content.iter_any():
-        read += len(chunk)
-        for event in parser.feed(chunk):
-            if event.data:
-                return event.data.encode()
-        if read > MAX_PROBE_BYTES:
-            break
-    return b""
-
-
-def _classify(status: int, body: bytes, headers: Any, *, url: str, upstream: UpstreamConfig, model: str,
-              known: list[str]) -> Diagnosis:
-    return classify_http(status, body, headers or {}, url=url, base_url=upstream.base_url or "",
-                         upstream=upstream.name, model=model, known_models=known)
+def _streamed(request: ProxyRequest) -> bool:
+    """Whether the upstream answered with an event stream: the transport registers the release of
+    each upstream stream in the trace's cleanups (proxy/core/exchange.py RequestTrace)."""
+    return bool(request.trace.cleanups)
 
 
 # ---- output ------------------------------------------------------------------------------------

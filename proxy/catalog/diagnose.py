@@ -8,39 +8,31 @@ says `insufficient_quota` with a 429 (billing, not throttling), Anthropic says
 """
 from __future__ import annotations
 
-import asyncio
 import difflib
-import errno
-import ssl
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
-import aiohttp
-
-from proxy.core import jsonutil
 from proxy.config.secrets import redact
-
-if TYPE_CHECKING:
-    from proxy.config.model import UpstreamConfig
-    from proxy.catalog.discovery import DiscoveryError
+from proxy.core import jsonutil
+from proxy.core.errors import (InvalidRequest, ProxyError, RateLimited, ServiceUnavailable, UpstreamAuthError,
+                               UpstreamError, UpstreamHTTPError, UpstreamProtocolError, UpstreamTimeout)
+from proxy.upstream import failures
+from proxy.upstream.failures import BAD_RESPONSE, CONNECT, DNS, REFUSED, TIMEOUT, TLS  # noqa: F401 (re-exported)
 
 # The classes, in the words the table prints.
+# Those of failures below HTTP (timeout, tls_failure, dns_failure, connection_refused, connect_failure,
+# bad_response) are proxy/upstream/failures.py's, imported above.
 INVALID_KEY = "invalid_key"
 PERMISSION = "permission"
 BILLING = "billing"
 BASE_URL = "wrong_base_url"
 MODEL_NOT_FOUND = "model_not_found"
 RATE_LIMITED = "rate_limited"
-REFUSED = "connection_refused"
-DNS = "dns_failure"
-TLS = "tls_failure"
-TIMEOUT = "timeout"
 NOT_SSE = "stream_not_sse"
-CONNECT = "connect_failure"
 UPSTREAM_ERROR = "upstream_error"
 BAD_REQUEST = "bad_request"
-BAD_RESPONSE = "bad_response"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,54 +190,64 @@ def _short(text: str, limit: int = 200) -> str:
 # ---- failures below HTTP -----------------------------------------------------------------------
 
 def classify_exception(exc: BaseException | None, *, url: str, upstream: str, timeout: float) -> Diagnosis:
-    parts = urlsplit(url)
-    host, port = parts.hostname or "?", parts.port or (443 if parts.scheme == "https" else 80)
-    field = f"upstreams.{upstream}.base_url"
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return Diagnosis(TIMEOUT, f"no answer from {host}:{port} within {timeout:g} s",
-                         "check that the server is up and not overloaded; on a slow network or a cold local "
-                         "model raise health.timeout (catalog) or the upstream's timeout.first_byte (probe)")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError) or _is_certificate_error(exc):
-        reason = getattr(getattr(exc, "certificate_error", None), "verify_message", None) or "not trusted"
-        return Diagnosis(TLS, f"TLS failure: the certificate of {host} is {reason}",
-                         "a self-signed or private-CA certificate must be trusted: add its CA to the system "
-                         "store or point SSL_CERT_FILE at a bundle that holds it; also check that the host name "
-                         "in the base URL matches the certificate")
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return Diagnosis(TLS, f"TLS failure talking to {host}:{port}: {exc}",
-                         f"check that {host}:{port} speaks HTTPS (use http:// for a plain local server) "
-                         "and that no proxy intercepts TLS")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return Diagnosis(DNS, f"DNS failure: the name {host} does not resolve",
-                         f"check the spelling of the host in {field}, and this machine's DNS or network")
-    if isinstance(exc, aiohttp.ClientConnectorError) and _refused(exc):
-        return Diagnosis(REFUSED, f"connection refused: nothing listens at {host}:{port}",
-                         f"start the server (a local one: ollama serve, LM Studio's server, vllm serve) "
-                         f"or fix the host/port in {field}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return Diagnosis(CONNECT, f"cannot connect to {host}:{port}: {exc.os_error}",
-                         f"check the network path to {host} (firewall, VPN, HTTP proxy settings)")
-    return Diagnosis(BAD_RESPONSE, f"{host}:{port} broke off the exchange: {type(exc).__name__}: {exc}",
-                     "check that the base URL points at the API itself and not at something in front of it")
+    """A client failure (proxy/upstream/pool.py's) in the words of proxy/upstream/failures.py's table."""
+    if exc is None:
+        return Diagnosis(BAD_RESPONSE, f"{url}: the exchange failed for an unknown reason",
+                         "check that the base URL points at the API itself and not at something in front of it")
+    return Diagnosis(*failures.classify(exc).describe(url, timeout, f"upstreams.{upstream}.base_url"))
 
 
-def _refused(exc: aiohttp.ClientConnectorError) -> bool:
-    os_error = exc.os_error
-    return isinstance(os_error, ConnectionRefusedError) or getattr(os_error, "errno", None) == errno.ECONNREFUSED \
-        or "connect call failed" in str(exc).lower()
+# ---- errors from the chain (check's probe) ----------------------------------------------------------
+
+# How both wire formats word a refused key: "refused the proxy's credentials (403 permission_error): ..."
+_REFUSED_KEY = re.compile(r"refused the proxy's credentials \((\d{3})[^)]*\): (.*?)(?:\. Check api_key for upstream .*)?$",
+                          re.DOTALL)
+# How proxy/wire/openai.py words an in-stream {"error": ...} event that carries no HTTP status.
+_STREAM_FAILED = "the stream failed: "
 
 
-def _is_certificate_error(exc: BaseException | None) -> bool:
-    cause = getattr(exc, "os_error", None) or getattr(exc, "__cause__", None)
-    return isinstance(cause, ssl.SSLCertVerificationError)
-
-
-def diagnose_discovery(exc: "DiscoveryError", upstream: "UpstreamConfig", timeout: float) -> Diagnosis:
-    """A failed model-list fetch, classified (the health check's last_error, check's catalog row)."""
-    if exc.status is None:
-        return classify_exception(exc.cause, url=exc.url, upstream=upstream.name, timeout=timeout)
-    return classify_http(exc.status, exc.body, exc.headers, url=exc.url, base_url=upstream.base_url or "",
-                         upstream=upstream.name)
+def classify_error(error: ProxyError, *, url: str, base_url: str, upstream: str, model: str | None = None,
+                   known_models: Iterable[str] = (), timeout: float, streamed: bool = False) -> Diagnosis | None:
+    """An error the chain raised for a probe -> its class, as the upstream's own answer would have
+    been classified. `streamed`: the upstream had answered with an event stream. None means the
+    probe passed after all: like the probe before the chain, a stream is judged by its status, its
+    type and its first events, so a stream the upstream opened and then ended early is not a failure."""
+    where = dict(url=url, base_url=base_url, upstream=upstream)
+    if isinstance(error, UpstreamHTTPError):
+        body = jsonutil.dumps({"error": error.upstream_body}) if error.upstream_body is not None \
+            else error.detail.encode()
+        return classify_http(error.upstream_status, body, error.headers, model=model, known_models=known_models,
+                             **where)
+    if isinstance(error, UpstreamAuthError):
+        said = _REFUSED_KEY.match(error.detail)
+        status, message = (int(said.group(1)), said.group(2)) if said else (401, error.detail)
+        return classify_http(status, jsonutil.dumps({"error": {"message": message}}), {}, model=model,
+                             known_models=known_models, **where)
+    failure = getattr(error, "failure", None)  # set by the transport for failures below HTTP
+    if isinstance(failure, failures.Failure):
+        return Diagnosis(*failure.describe(url, timeout, f"upstreams.{upstream}.base_url"))
+    if isinstance(error, UpstreamTimeout):
+        return classify_exception(TimeoutError(), url=url, upstream=upstream, timeout=timeout)
+    if isinstance(error, UpstreamProtocolError):
+        if error.detail.startswith(_STREAM_FAILED):  # an error event inside a 200 stream
+            body = jsonutil.dumps({"error": {"message": error.detail[len(_STREAM_FAILED):]}})
+            return classify_http(400, body, {}, model=model, known_models=known_models, **where)
+        if streamed:
+            return None
+        return Diagnosis(BAD_RESPONSE, f"{url} answered with something that is not the API's answer: {error.detail}",
+                         "check that the base URL points at the API itself and not at something in front of it")
+    if isinstance(error, RateLimited):  # the proxy's own: the upstream asked it to wait (a 429's Retry-After)
+        return Diagnosis(RATE_LIMITED, f"rate limited: {error.message}",
+                         "wait and run check again; if it persists, lower max_concurrent_requests "
+                         "or ask the provider for a higher limit")
+    if isinstance(error, (UpstreamError, ServiceUnavailable)):
+        return Diagnosis(UPSTREAM_ERROR, f"the upstream failed: {error.message}",
+                         "retry later and look at the provider's status page")
+    if isinstance(error, InvalidRequest):
+        return Diagnosis(BAD_REQUEST, f"the proxy refused the probe: {error.message}",
+                         f"check upstreams.{upstream} (models, options, headers) and the plugins")
+    return Diagnosis(BAD_RESPONSE, f"the probe failed: {error.message}",
+                     "run byok-proxy validate, then check again")
 
 
 def not_sse(content_type: str, url: str) -> Diagnosis:

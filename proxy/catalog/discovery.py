@@ -1,7 +1,11 @@
 """Model discovery: fetch an upstream's model list and read each provider's shape.
 
 One fetch per upstream per health interval; the catalog stores what comes
-back and the health monitor times it. Every provider documents its own list:
+back and the health monitor times it. Where the list lives and how it is paged
+is the wire format's (each adapter's `list_models`, proxy/wire/); the requests go
+through the proxy's own client (proxy/upstream/pool.py: redirects are never
+followed, TLS trusts the system store or SSL_CERT_FILE) on the catalog's own
+connections. Every provider documents its own entries, all read here:
 
 - OpenAI and most compatibles: `{"object": "list", "data": [{"id", "created", "owned_by"}]}`
 - OpenRouter: the same list with `context_length`, `architecture.input_modalities`,
@@ -19,23 +23,23 @@ Nothing here knows about the config's overrides; the catalog applies those.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import ssl
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
+from urllib.parse import urlencode, urlsplit
 
-import aiohttp
-
-from proxy.core import jsonutil
+from proxy.catalog.diagnose import Diagnosis, classify_exception, classify_http, provider_error
 from proxy.config.model import UpstreamConfig
-from proxy.wire.registry import upstream_headers
-from proxy.catalog.diagnose import provider_error
+from proxy.core import jsonutil
+from proxy.upstream import failures, http1
+from proxy.upstream import pool as upstream_client
+from proxy.wire.openai_models import model_entries
+from proxy.wire.registry import adapter_for, upstream_headers
 
-ANTHROPIC_PAGE_LIMIT = 1000
-MAX_PAGES = 20            # a runaway paginator must not keep the health loop busy
-OLLAMA_SHOW_LIMIT = 64    # /api/show is one POST per model; local servers hold a handful
 EMPTY_RETRY_DELAYS = (0.5, 1.5)  # a server still loading answers an empty list at first
+MAX_LIST_BYTES = 64 * 1024 * 1024  # OpenRouter's list, the longest known, is a few MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,13 @@ class DiscoveryError(Exception):
         self.headers = dict(headers or {})
         self.cause = cause
 
+    def diagnose(self, upstream: UpstreamConfig, timeout: float) -> Diagnosis:
+        """Classified for a person (the health check's last_error, check's catalog row)."""
+        if self.status is None:
+            return classify_exception(self.cause, url=self.url, upstream=upstream.name, timeout=timeout)
+        return classify_http(self.status, self.body, self.headers, url=self.url, base_url=upstream.base_url or "",
+                             upstream=upstream.name)
+
 
 @dataclass(frozen=True, slots=True)
 class Discovery:
@@ -80,20 +91,11 @@ class Discovery:
 
 def parse_models(payload: Any, kind: str | None = None) -> list[DiscoveredModel]:
     """Any documented models-list payload -> DiscoveredModel per entry (unknown entries skipped)."""
-    if not isinstance(payload, dict):
-        raise ValueError("the models answer is not a JSON object")
-    if isinstance(payload.get("data"), list):
-        entries = payload["data"]
-    elif isinstance(payload.get("models"), list):
-        entries = payload["models"]
-    else:
-        raise ValueError("the models answer has neither a 'data' nor a 'models' list")
-    models = []
-    for entry in entries:
-        model = parse_entry(entry, kind)
-        if model is not None:
-            models.append(model)
-    return models
+    return read_entries(model_entries(payload), kind)
+
+
+def read_entries(entries: list[Any], kind: str | None = None) -> list[DiscoveredModel]:
+    return [model for model in (parse_entry(entry, kind) for entry in entries) if model is not None]
 
 
 def parse_entry(entry: Any, kind: str | None = None) -> DiscoveredModel | None:
@@ -217,159 +219,110 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def ollama_show_details(entry: DiscoveredModel, payload: Any) -> DiscoveredModel:
-    """Fold one `/api/show` answer (capabilities list, model_info) into a tags entry."""
-    if not isinstance(payload, dict):
-        return entry
-    capabilities = payload.get("capabilities") if isinstance(payload.get("capabilities"), list) else None
-    context = None
-    info = payload.get("model_info")
-    if isinstance(info, dict):
-        context = next((v for k, v in info.items() if k.endswith(".context_length") and isinstance(v, int)), None)
-    if capabilities is None:
-        return entry if context is None else dataclasses.replace(entry, context_window=context)
-    return dataclasses.replace(entry, context_window=context or entry.context_window,
-                    vision="vision" in capabilities, tools="tools" in capabilities,
-                    thinking="thinking" in capabilities)
-
-
 # ---- fetching ---------------------------------------------------------------------------------
 
-def auth_headers(upstream: UpstreamConfig) -> dict[str, str]:
-    """The proxy's own credentials for an upstream, exactly as the headers middleware sends them."""
-    return upstream_headers(upstream)
+class ListClient:
+    """The catalog's own connections (proxy/upstream/pool.py), one keep-alive Pool per origin:
+    catalog fetches never take connections from client traffic."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, upstream_client.Pool] = {}
+
+    def route(self, url: str, params: Mapping[str, str] | None = None) -> tuple[upstream_client.Pool, str]:
+        """The pool for `url`'s origin and the request target for its path and `params`."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        pool = self._pools.get(origin)
+        if pool is None:
+            pool = self._pools[origin] = upstream_client.Pool(origin)
+        return pool, pool.target(parts.path.lstrip("/"), urlencode(params) if params else "")
+
+    def close(self) -> None:
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
 
 
-def server_root(base_url: str) -> str:
-    """The base without its trailing version segment: where Ollama's and LM Studio's native APIs live."""
-    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
-
-
-async def discover(session: aiohttp.ClientSession, upstream: UpstreamConfig, timeout: float,
+async def discover(client: ListClient, upstream: UpstreamConfig, timeout: float,
                    empty_retry_delays: tuple[float, ...] = EMPTY_RETRY_DELAYS) -> Discovery:
     """Fetch and read an upstream's model list; raises DiscoveryError. An empty first answer
     is retried briefly, since a local server that is still loading lists nothing yet."""
-    result = await _discover_once(session, upstream, timeout)
+    result = await _discover_once(client, upstream, timeout)
     for delay in empty_retry_delays:
         if result.models:
             break
         await asyncio.sleep(delay)
-        retry = await _discover_once(session, upstream, timeout)
+        retry = await _discover_once(client, upstream, timeout)
         result = Discovery(retry.models, result.latency, retry.url)
     return result
 
 
-async def _discover_once(session: aiohttp.ClientSession, upstream: UpstreamConfig, timeout: float) -> Discovery:
+async def _discover_once(client: ListClient, upstream: UpstreamConfig, timeout: float) -> Discovery:
     assert upstream.base_url is not None
-    if upstream.format == "anthropic":
-        return await _anthropic_pages(session, upstream, timeout)
-    native = {"ollama": "/api/tags", "lmstudio": "/api/v0/models"}.get(upstream.kind or "")
-    if native:
+    fetch = _Fetch(client, upstream, timeout)
+    try:
+        url, entries = await adapter_for(upstream.format).list_models(upstream, fetch)
+    except ValueError as exc:  # an answer that is not a model list
+        raise DiscoveryError(f"{fetch.last_url}: {exc}", url=fetch.last_url, status=200) from None
+    return Discovery(tuple(read_entries(entries, upstream.kind)), fetch.latency or 0.0, url)
+
+
+class _Fetch:
+    """The `fetch` a wire adapter's list_models is given (see WireAdapter.list_models): JSON from
+    one upstream with its headers. Times the first answer: the latency the health check reports."""
+
+    def __init__(self, client: ListClient, upstream: UpstreamConfig, timeout: float):
+        self._client, self._timeout = client, timeout
+        self._headers = upstream_headers(upstream)
+        self.last_url = upstream.base_url or ""
+        self.latency: float | None = None
+
+    async def __call__(self, url: str, *, params: Mapping[str, str] | None = None, body: Any = None,
+                       absent: tuple[int, ...] = (), required: bool = True) -> Any:
+        self.last_url = url
+        started = time.monotonic()
         try:
-            result = await _list(session, upstream, server_root(upstream.base_url) + native, timeout)
+            payload = await request_json(self._client, url, self._headers, self._timeout, params=params, body=body)
         except DiscoveryError as exc:
-            if exc.status not in (404, 405):
-                raise
-        else:
-            if upstream.kind == "ollama":
-                result = await _ollama_details(session, upstream, result, timeout)
-            return result
-    return await _list(session, upstream, upstream.base_url + "/models", timeout)
+            if not required or exc.status in absent:
+                return None
+            raise
+        if self.latency is None:
+            self.latency = time.monotonic() - started
+        return payload
 
 
-async def _list(session: aiohttp.ClientSession, upstream: UpstreamConfig, url: str, timeout: float,
-                params: Mapping[str, str] | None = None) -> Discovery:
-    started = time.monotonic()
-    payload = await get_json(session, url, auth_headers(upstream), timeout, params)
-    latency = time.monotonic() - started
+async def request_json(client: ListClient, url: str, headers: Mapping[str, str], timeout: float, *,
+                       params: Mapping[str, str] | None = None, body: Any = None) -> Any:
+    """GET `url` (POST `body` as JSON) and decode the JSON answer; raises DiscoveryError. The
+    whole exchange takes at most `timeout` seconds."""
+    pool, target = client.route(url, params)
+    method, data = ("POST", jsonutil.dumps(body)) if body is not None else ("GET", b"")
+    request_headers = {**headers, "Content-Type": "application/json"} if body is not None else dict(headers)
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        models = parse_models(payload, upstream.kind)
-    except ValueError as exc:
-        raise DiscoveryError(f"{url}: {exc}", url=url, status=200) from None
-    return Discovery(tuple(models), latency, url)
-
-
-async def _anthropic_pages(session: aiohttp.ClientSession, upstream: UpstreamConfig, timeout: float) -> Discovery:
-    """Every page of Anthropic's list. Paging follows the wire adapter (`after_id` = `last_id`);
-    entries are read here, since capabilities and effort levels are catalog metadata."""
-    from proxy.wire.anthropic.adapter import next_page_params
-    url = upstream.base_url + "/models"
-    started = time.monotonic()
-    payload = await get_json(session, url, auth_headers(upstream), timeout, {"limit": str(ANTHROPIC_PAGE_LIMIT)})
-    latency = time.monotonic() - started
-    models: list[DiscoveredModel] = []
-    for _ in range(MAX_PAGES):
+        response = await upstream_client.send(pool, method, target, request_headers, data, connect_timeout=timeout,
+                                              read_timeout=timeout, deadline=deadline)
         try:
-            models.extend(parse_models(payload, upstream.kind))
-        except ValueError as exc:
-            raise DiscoveryError(f"{url}: {exc}", url=url, status=200) from None
-        params = next_page_params(payload, ANTHROPIC_PAGE_LIMIT)
-        if params is None:
-            break
-        payload = await get_json(session, url, auth_headers(upstream), timeout, params)
-    return Discovery(tuple(models), latency, url)
-
-
-async def _ollama_details(session: aiohttp.ClientSession, upstream: UpstreamConfig, listed: Discovery,
-                          timeout: float) -> Discovery:
-    """Ollama's tags carry no context length or capabilities; /api/show does, per model."""
-    url = server_root(upstream.base_url or "") + "/api/show"
-    gate = asyncio.Semaphore(4)
-
-    async def detail(entry: DiscoveredModel) -> DiscoveredModel:
-        async with gate:
-            try:
-                payload = await post_json(session, url, auth_headers(upstream), {"model": entry.id}, timeout)
-            except DiscoveryError:
-                return entry  # the list itself answered; a missing detail is not a failed check
-            return ollama_show_details(entry, payload)
-
-    head = list(listed.models[:OLLAMA_SHOW_LIMIT])
-    detailed = await asyncio.gather(*(detail(entry) for entry in head))
-    return Discovery(tuple(detailed) + listed.models[OLLAMA_SHOW_LIMIT:], listed.latency, listed.url)
-
-
-async def get_json(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], timeout: float,
-                   params: Mapping[str, str] | None = None) -> Any:
-    return await _request_json(session, "GET", url, headers, timeout, params=params)
-
-
-async def post_json(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], body: Any,
-                    timeout: float) -> Any:
-    return await _request_json(session, "POST", url, headers, timeout, body=body)
-
-
-async def _request_json(session: aiohttp.ClientSession, method: str, url: str, headers: Mapping[str, str],
-                        timeout: float, *, params: Mapping[str, str] | None = None, body: Any = None) -> Any:
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
-    data = jsonutil.dumps(body) if body is not None else None
-    request_headers = dict(headers)
-    if data is not None:
-        request_headers["Content-Type"] = "application/json"
+            raw = await response.read(MAX_LIST_BYTES)
+        finally:
+            response.release()  # closed instead when the answer was not read to its end
+    except (http1.ClientFailure, ssl.SSLError, OSError, ValueError) as exc:  # ValueError: a header with a line break
+        summary = failures.classify(exc).describe(url, timeout, "base_url")[1]
+        raise DiscoveryError(f"{url}: {summary}", url=url, cause=exc) from None
+    status, answer_headers = response.status, response.headers
+    if 300 <= status < 400:  # the client never follows one: the key would travel to wherever it points
+        location = answer_headers.get("Location", "elsewhere")
+        raise DiscoveryError(f"{url} answered HTTP {status} redirecting to {location}; set base_url to the "
+                             f"final address (keys are never sent after a redirect)",
+                             url=url, status=status, body=b"", headers=answer_headers)
+    if status >= 400:
+        said = provider_error(raw).message[:300]
+        raise DiscoveryError(f"{url} answered HTTP {status}" + (f": {said}" if said else ""),
+                             url=url, status=status, body=raw, headers=answer_headers)
     try:
-        # Redirects are not followed: aiohttp drops only Authorization on a cross-origin hop, so
-        # x-api-key and configured headers would travel to wherever the Location points.
-        async with session.request(method, url, headers=request_headers, params=params, data=data,
-                                   timeout=client_timeout, allow_redirects=False) as response:
-            raw = await response.read()
-            if 300 <= response.status < 400:
-                location = response.headers.get("Location", "elsewhere")
-                raise DiscoveryError(f"{url} answered HTTP {response.status} redirecting to {location}; set base_url "
-                                     f"to the final address (keys are never sent after a redirect)",
-                                     url=url, status=response.status, body=b"", headers=response.headers)
-            if response.status >= 400:
-                said = provider_error(raw).message[:300]
-                raise DiscoveryError(f"{url} answered HTTP {response.status}" + (f": {said}" if said else ""),
-                                     url=url, status=response.status, body=raw, headers=response.headers)
-            try:
-                return jsonutil.loads(raw)
-            except ValueError:
-                kind = response.headers.get("Content-Type", "unknown type")
-                raise DiscoveryError(f"{url} answered {kind}, not JSON", url=url, status=response.status,
-                                     body=raw[:2048], headers=response.headers) from None
-    except DiscoveryError:
-        raise
-    except asyncio.TimeoutError as exc:
-        raise DiscoveryError(f"{url}: no answer within {timeout:g} s", url=url, cause=exc) from None
-    except aiohttp.ClientError as exc:
-        raise DiscoveryError(f"{url}: {exc}", url=url, cause=exc) from None
+        return jsonutil.loads(raw)
+    except ValueError:
+        kind = answer_headers.get("Content-Type", "unknown type")
+        raise DiscoveryError(f"{url} answered {kind}, not JSON", url=url, status=status, body=raw[:2048],
+                             headers=answer_headers) from None

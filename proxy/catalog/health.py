@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 from proxy.catalog.models import Catalog
 from proxy.config.model import Config, UpstreamConfig
-from proxy.catalog.diagnose import diagnose_discovery
 from proxy.catalog.discovery import DiscoveryError
 from proxy.config.secrets import redact
 
@@ -109,7 +108,7 @@ class HealthMonitor:
             result = await self._catalog.refresh(name, timeout=settings.timeout)
         except DiscoveryError as exc:
             upstream = self._config.upstreams.get(name)
-            problem = diagnose_discovery(exc, upstream, settings.timeout).summary if upstream else str(exc)
+            problem = exc.diagnose(upstream, settings.timeout).summary if upstream else str(exc)
             state = UpstreamHealth(name, UNREACHABLE, _ms(time.monotonic() - started), redact(problem), _now())
         else:
             status = DEGRADED if result.latency > settings.degraded_after else OK

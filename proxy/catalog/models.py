@@ -13,11 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-import aiohttp
-
-from proxy.wire.formats import FORMATS
+from proxy.config.formats import FORMATS
 from proxy.config.model import EFFORT_LEVELS, AliasConfig, Config, ModelSettings, UpstreamConfig
-from proxy.catalog.discovery import DiscoveredModel, Discovery, discover
+from proxy.catalog.discovery import DiscoveredModel, Discovery, ListClient, discover
 from proxy.core.reasoning import levels_for
 
 DEFAULT_CONTEXT_WINDOW = 128_000  # when neither the config nor the upstream says
@@ -63,7 +61,8 @@ class Catalog:
         self._payload: dict[str, Any] | None = None
         # Called with (upstream, model ids) after each stored discovery (metrics label sets).
         self.listeners: list[Callable[[str, frozenset[str]], None]] = []
-        self._session: aiohttp.ClientSession | None = None
+        # Its own connections (one pool per origin): catalog fetches never take client traffic's.
+        self._client = ListClient()
         self._empty_retry_delays = empty_retry_delays
         self.created = int(time.time())
 
@@ -104,24 +103,15 @@ class Catalog:
         settings = self._config.upstreams[upstream]
         if not FORMATS[settings.format].networked or settings.base_url is None:
             return Discovery((), 0.0, "mock:")  # built in: only its declared models, no network
-        session = self._client()
         limit = timeout if timeout is not None else self._config.health.timeout
         kwargs = {} if self._empty_retry_delays is None else {"empty_retry_delays": self._empty_retry_delays}
-        result = await discover(session, settings, limit, **kwargs)
+        result = await discover(self._client, settings, limit, **kwargs)
         if self._config.upstreams.get(upstream) is settings:  # not replaced by a reload meanwhile
             self.record(upstream, result.models)
         return result
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Its own small pool: catalog fetches must not take connections from client traffic.
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8))
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._client.close()
 
     # ---- lookups (request path: plain reads) -------------------------------------------------------
 

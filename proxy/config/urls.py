@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from proxy.wire.formats import FORMATS as _FORMAT_SPECS
+from proxy.config.formats import FORMATS as _FORMAT_SPECS
 
 KINDS = ("openai", "openrouter", "anthropic", "gemini", "groq", "mistral", "deepseek", "together",
          "fireworks", "perplexity", "zai", "moonshot", "lmstudio", "ollama", "vllm", "litellm", "generic")

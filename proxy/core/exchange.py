@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, Optional, Protocol
 
 from proxy.config.model import AliasConfig, ModelSettings, UpstreamConfig
-from proxy.streams.sse import SSEEvent
+
+if TYPE_CHECKING:  # the events' type only: streams/ sits above core
+    from proxy.streams.sse import SSEEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +93,14 @@ class ProxyRequest:
     query: str = ""
     # The client's headers, lower-cased names, as received (the headers middleware filters them).
     client_headers: Mapping[str, str] = field(default_factory=dict)
-    # The JSON body for JSON requests (mutable copy owned by this request), else None.
+    # The inbound API the client spoke: chat, responses, messages; "other" for forwarded /v1/* paths.
+    api: str = "chat"
+    # The JSON body for JSON requests (mutable copy owned by this request), else None. For the three
+    # inbound APIs it is a Chat Completions body: the chain's one vocabulary (the "pivot").
     body: Optional[dict[str, Any]] = None
+    # The client's body exactly as received, for an upstream that speaks the client's own API
+    # (Messages to Anthropic): passed through with only the owned fields rewritten.
+    native_body: bytes = b""
     raw_body: bytes = b""
     content_type: str = ""
     client_model: Optional[str] = None
@@ -122,7 +130,9 @@ class ProxyRequest:
 
     @property
     def is_chat(self) -> bool:
-        return self.path == "chat/completions"
+        """Whether `body` is a Chat Completions body (true for every inbound API, which the server
+        turned into one), so middleware may read and rewrite it as such."""
+        return self.api != "other"
 
     def remaining(self, now: float | None = None) -> float | None:
         if self.deadline is None:
@@ -132,6 +142,19 @@ class ProxyRequest:
 
 _REQUEST_FIELDS = tuple(field.name for field in dataclasses.fields(ProxyRequest))
 _set = object.__setattr__  # ProxyRequest is frozen: its own __setattr__ refuses
+
+
+class StreamDialect(Protocol):
+    """How to read the events of one API's stream, for middleware that must look inside them
+    without knowing the API: the commit guard (has the answer begun? did the upstream report a
+    failure before it did?). Each wire module provides one for the events it emits; the transport
+    attaches it to the response, so nothing outside wire/ parses a format's events."""
+
+    name: str  # the API whose events these are: chat, responses, messages
+
+    def commits(self, event: SSEEvent) -> bool: ...
+
+    def failure(self, event: SSEEvent, upstream: str) -> Optional[Exception]: ...
 
 
 @dataclass(slots=True)
@@ -149,6 +172,8 @@ class ProxyResponse:
     events: Optional[AsyncIterator[SSEEvent]] = None
     content_type: str = "application/json"
     upstream: Optional[str] = None
+    # What shape `body`/`events` are in; None: Chat Completions from a source with nothing to watch.
+    dialect: Optional[StreamDialect] = None
 
     @property
     def is_stream(self) -> bool:

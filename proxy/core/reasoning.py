@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from proxy.wire.formats import FORMATS
+from proxy.config.formats import FORMATS
 from proxy.core import jsonutil
 from proxy.config.model import EFFORT_LEVELS, AliasConfig, ModelSettings, UpstreamConfig
 from proxy.core.errors import InvalidRequest

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Collection
 
-from proxy.wire.formats import FORMATS
+from proxy.config.formats import FORMATS
 from proxy.config.model import Config, UpstreamConfig
 from proxy.core.errors import InvalidRequest, ModelNotFound
 from proxy.core.exchange import Target

@@ -280,6 +280,12 @@ def record_refusal(services: Any, method: str, path: str, request_id: str, error
     now = time.monotonic()  # the caller's clock started when the request arrived
     metrics = getattr(services, "metrics", None)
     if metrics is not None:
-        metrics.observe_request(upstream=None, model=None, status=error.status, duration=now - started_at)
+        metrics.observe_request(upstream=None, model=None, status=error.status, duration=now - started_at,
+                                api=_api_of(path))
     log_request(RequestLog(request_id=request_id, method=method, path=path, status=error.status,
                            duration_ms=(now - started_at) * 1000, model=client_model, error=error.message))
+
+
+def _api_of(path: str) -> str:
+    """The inbound API a refused request was addressed to (its metrics label)."""
+    return {"chat/completions": "chat", "responses": "responses", "messages": "messages"}.get(path.strip("/"), "other")

@@ -39,6 +39,9 @@ disable_created_metrics()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+# The inbound APIs, as the `api` label spells them; anything else is "other" (forwarded /v1/* paths).
+API_LABELS = frozenset({"chat", "responses", "messages", "other"})
+
 class ModelLabels:
     """Which (upstream, model) pairs may appear as a `model` label.
 
@@ -85,10 +88,11 @@ class Metrics:
         self.models = ModelLabels()
         self._upstreams: tuple[str, ...] = ()
         # The series one request moves, by (upstream, model, status) label values.
-        self._request_series: dict[tuple[str, str, int | str], _RequestSeries] = {}
+        self._request_series: dict[tuple[str, str, str, int | str], _RequestSeries] = {}
         registry = self.registry
         self.requests = Counter("byok_requests", "Requests answered, by the upstream that answered last, "
-                                "its model and the final status", ["upstream", "model", "status"], registry=registry)
+                                "its model, the final status and the inbound API (chat, responses, messages, other)",
+                                ["api", "upstream", "model", "status"], registry=registry)
         self.request_duration = Histogram("byok_request_duration_seconds", "Time from request received to "
                                           "response or stream end", ["upstream", "model"],
                                           buckets=LATENCY_BUCKETS, registry=registry)
@@ -128,7 +132,7 @@ class Metrics:
     def _initialize(self, upstream: str, model: str) -> None:
         """Create a declared model's series at zero, so the first request is already an
         increase to rate() and histogram_quantile() (a series born at 1 shows none)."""
-        self.requests.labels(upstream, model, "200")
+        self.requests.labels("chat", upstream, model, "200")
         self.request_duration.labels(upstream, model)
         self.time_to_first_token.labels(upstream, model)
         for direction in ("in", "out"):
@@ -151,12 +155,13 @@ class Metrics:
 
     def observe_request(self, *, upstream: str | None, model: str | None, status: int | str, duration: float,
                         ttft: float | None = None, tokens_in: int | None = None,
-                        tokens_out: int | None = None) -> None:
-        self._observe_request(upstream, model, status, duration, ttft, tokens_in, tokens_out)
+                        tokens_out: int | None = None, api: str = "chat") -> None:
+        self._observe_request(upstream, model, status, duration, ttft, tokens_in, tokens_out, api)
 
     def _observe_request(self, upstream: str | None, model: str | None, status: int | str, duration: float,
-                         ttft: float | None, tokens_in: int | None, tokens_out: int | None) -> None:
-        series = self._series(self.upstream_label(upstream), self.models.label(upstream, model), status)
+                         ttft: float | None, tokens_in: int | None, tokens_out: int | None, api: str) -> None:
+        series = self._series(api if api in API_LABELS else "other", self.upstream_label(upstream),
+                              self.models.label(upstream, model), status)
         series.requests.inc()
         series.duration.observe(duration)
         if ttft is not None:
@@ -166,14 +171,14 @@ class Metrics:
         if tokens_out:
             series.tokens_out.inc(tokens_out)
 
-    def _series(self, upstream: str, model: str, status: int | str) -> "_RequestSeries":
+    def _series(self, api: str, upstream: str, model: str, status: int | str) -> "_RequestSeries":
         """The children for one set of label values, looked up once: labels() validates and locks
         on every call. Keyed by labels, never by a client's model name, so bounded like them."""
-        key = (upstream, model, status)
+        key = (api, upstream, model, status)
         series = self._request_series.get(key)
         if series is None:
             series = self._request_series[key] = _RequestSeries(
-                self.requests.labels(upstream, model, str(status)), self.request_duration.labels(upstream, model),
+                self.requests.labels(api, upstream, model, str(status)), self.request_duration.labels(upstream, model),
                 self.time_to_first_token.labels(upstream, model), self.tokens.labels(upstream, model, "in"),
                 self.tokens.labels(upstream, model, "out"))
         return series
@@ -186,7 +191,7 @@ class Metrics:
         first_token = trace.first_token_at if request.stream else None  # time to first token: streams only
         self._observe_request(upstream, model, status, now - request.started_at,
                               None if first_token is None else first_token - request.started_at,
-                              trace.prompt_tokens, trace.completion_tokens)
+                              trace.prompt_tokens, trace.completion_tokens, request.api)
         attempts = trace.attempts
         last = len(attempts) - 1
         for index, attempt in enumerate(attempts):

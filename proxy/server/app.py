@@ -21,14 +21,18 @@ from aiohttp import web
 
 from proxy.core import jsonutil
 
+from proxy import inbound
 from proxy.inbound import validation
+from proxy.inbound.messages.catalog import anthropic_model_list, count_tokens
 from proxy.config.model import Config
 from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, sse_error_bytes
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.server.guard import GuardedRunner
 from proxy.observability.logs import record_refusal
 from proxy.server.runtime import Runtime
+from proxy.server.status import fallback_snapshot, render_status_page
 from proxy.core.services import Services
+from proxy.server.services import create_services
 
 log = logging.getLogger("byok.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -39,7 +43,7 @@ class ProxyApp:
     """The current Runtime plus the long-lived services; builds the web application."""
 
     def __init__(self, config: Config, services: Services | None = None):
-        self.services = services or Services.create(config)
+        self.services = services or create_services(config)
         self.runtime = Runtime(config, self.services)
         self._retiring: set[asyncio.Task] = set()  # old generations closing; referenced so they are not collected
 
@@ -85,6 +89,7 @@ class ProxyApp:
         app.router.add_get("/", self.status_page)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/upstreams", self.upstreams)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_route("*", "/v1/{path:.*}", self.proxy)
         app.on_startup.append(lambda _: self.start())
         app.on_cleanup.append(lambda _: self.close())
@@ -115,11 +120,38 @@ class ProxyApp:
         if not page.exists():
             return _json({"service": "byok-proxy", "endpoints": ["/v1/chat/completions", "/v1/models",
                                                                   "/v1/upstreams", "/healthz", "/readyz", "/metrics"]})
-        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+        try:  # the rows are what GET /v1/upstreams shows, so only to whom it would show them
+            self._authenticate(request)
+        except AuthenticationFailed:
+            snapshot = None
+        else:
+            health = self.services.health
+            snapshot = health.snapshot() if health is not None else fallback_snapshot(self.config)
+        body = render_status_page(page.read_text(encoding="utf-8"), snapshot, self.config)
+        return web.Response(text=body, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-cache"})
 
     async def models(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
-        return _json(self.services.catalog.models_payload())
+        anthropic = "anthropic-version" in request.headers  # an Anthropic SDK: its own shape and envelope
+        try:
+            self._authenticate(request)
+        except ProxyError as exc:
+            return _error_response(exc, "", inbound.api_for("messages") if anthropic else None)
+        payload = self.services.catalog.models_payload()
+        return _json(anthropic_model_list(payload) if anthropic else payload)
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """`POST /v1/messages/count_tokens`: an offline estimate (proxy/inbound/messages/count.py)."""
+        api = inbound.api_for("messages")
+        try:
+            self._authenticate(request)
+            config = self.config
+            raw = await _read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
+            body = validation.parse_json_object(raw, config.limits)
+            self.runtime.router.resolve(validation.check_model_field(body))  # an unknown model is a 404
+            return _json(count_tokens(body))
+        except ProxyError as exc:
+            return _error_response(exc, "", api)
 
     async def upstreams(self, request: web.Request) -> web.Response:
         self._authenticate(request)
@@ -133,63 +165,73 @@ class ProxyApp:
     # ---- the proxy --------------------------------------------------------------------------------
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
-        request_id = _request_id(request)
         runtime = self.runtime  # one generation for the whole request, even across a reload
-        runtime.active_requests += 1
-        received, proxy_request, response = time.monotonic(), None, None
+        drain = self.services.drain
+        task = drain.enter() if drain is not None else None
+        runtime.inflight.enter()  # held until the answer, stream included, is written
         try:
-            proxy_request = await self._proxy_request(request, request_id, runtime, received)
+            return await self._serve(request, runtime)
+        finally:
+            runtime.inflight.leave()
+            if drain is not None:
+                drain.leave(task)
+
+    async def _serve(self, request: web.Request, runtime: Runtime) -> web.StreamResponse:
+        request_id = _request_id(request)
+        received, proxy_request, response = time.monotonic(), None, None
+        path = request.match_info["path"].strip("/")
+        api = inbound.api_for(path) if request.method == "POST" else None
+        try:
+            proxy_request, context = await self._proxy_request(request, request_id, runtime, received, path, api)
             response = await runtime.handler(proxy_request)
+            if api is not None:
+                response = api.render(response, context, proxy_request)
         except ProxyError as exc:
             if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
                 record_refusal(self.services, request.method, request.match_info["path"], request_id, exc, received)
-            return _error_response(exc, request_id)
+            return _error_response(exc, request_id, api)
         except Exception:  # a bug must become an envelope, never a traceback on the wire
             log.exception("internal error handling request %s", request_id)
             return _error_response(ProxyError(f"internal error in byok-proxy (request id {request_id})",
-                                              code="internal_error"), request_id)
+                                              code="internal_error"), request_id, api)
         finally:
-            runtime.active_requests -= 1
             if proxy_request is not None and not (response is not None and response.is_stream):
                 proxy_request.trace.finish()
         headers = {**response.headers, **_trace_headers(proxy_request, response), "x-request-id": request_id}
         if response.is_stream:
-            runtime.active_requests += 1  # a stream keeps its config generation open until it ends (reload)
             try:
                 return await _write_stream(request, response, headers)
             finally:
-                runtime.active_requests -= 1
                 proxy_request.trace.finish()
         return web.Response(status=response.status, body=response.body, headers=headers,
                             content_type=_bare_type(response.content_type))
 
     async def _proxy_request(self, request: web.Request, request_id: str, runtime: Runtime,
-                             started: float) -> ProxyRequest:
+                             started: float, path: str, api: inbound.InboundAPI | None) -> tuple[ProxyRequest, Any]:
         config = runtime.config
         self._authenticate(request)
         raw = await _read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
-        path = request.match_info["path"].strip("/")
         _check_path(path)
-        body, model, stream = None, None, False
-        if raw and _is_json(request.content_type, path):
+        body, model, stream, context = None, None, False, None
+        if api is not None:
+            body, context = api.parse(raw, config.limits)
+        elif raw and _is_json(request.content_type, path):
             body = validation.parse_json_object(raw, config.limits)
-            if path == "chat/completions":
-                validation.check_chat(body, config.limits)
+        if body is not None:
             model = validation.check_model_field(body)
             stream = body.get("stream") is True
-        elif path == "chat/completions":
-            validation.parse_json_object(raw, config.limits)  # raises the right 400
         stream_options = body.get("stream_options") if body else None
         timeout = config.limits.request_timeout
         targets = runtime.router.resolve(model)
         return ProxyRequest(
             request_id=request_id, method=request.method, path=path, query=request.query_string,
             client_headers={name.lower(): value for name, value in request.headers.items()},
+            api=api.name if api is not None else "other", native_body=raw if api is not None and api.name != "chat" else b"",
             body=body, raw_body=raw if body is None else b"", content_type=request.content_type,
             client_model=model, targets=targets, target=targets[0],
             stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)
                                                    and stream_options.get("include_usage")),
-            started_at=started, deadline=started + timeout if timeout else None)
+            started_at=started, deadline=started + timeout if timeout else None), context
 
     def _authenticate(self, request: web.Request) -> None:
         keys = self.config.auth.api_keys
@@ -209,15 +251,12 @@ class ProxyApp:
             raise AuthenticationFailed("invalid API key for this proxy")
 
 
-async def _close_when_idle(runtime: Runtime, poll: float = 0.1) -> None:
+async def _close_when_idle(runtime: Runtime) -> None:
     # Its streams may run as long as their upstream's timeout.total allows; closing the
     # transport under them would cut them, so wait that long (plus the grace) at most.
     config = runtime.config
     grace = config.shutdown_grace + max((u.timeout.total for u in config.upstreams.values()), default=0.0)
-    waited = 0.0
-    while runtime.active_requests > 0 and waited < grace:
-        await asyncio.sleep(poll)
-        waited += poll
+    await runtime.inflight.wait_idle(grace)
     await runtime.close()
 
 
@@ -323,11 +362,12 @@ def _json(payload: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=jsonutil.dumps(payload), content_type="application/json")
 
 
-def _error_response(error: ProxyError, request_id: str) -> web.Response:
-    headers = {**error.headers}
+def _error_response(error: ProxyError, request_id: str, api: inbound.InboundAPI | None = None) -> web.Response:
+    """The error in the envelope of the API the request came in on (OpenAI's by default)."""
+    status, body, headers = api.error(error) if api is not None else (error.status, error.body(), dict(error.headers))
     if request_id:
         headers["x-request-id"] = request_id
-    return web.Response(status=error.status, body=error.body(), headers=headers, content_type="application/json")
+    return web.Response(status=status, body=body, headers=headers, content_type="application/json")
 
 
 @web.middleware

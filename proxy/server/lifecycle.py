@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from proxy.core.errors import ServiceUnavailable
+from proxy.core.inflight import InFlight
 
 log = logging.getLogger("byok.lifecycle")
 POLL_SECONDS = 0.05
@@ -34,6 +35,7 @@ class Drain:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.inflight = InFlight()
         self.expired = False
         self.grace = 0.0
 
@@ -45,11 +47,13 @@ class Drain:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+            self.inflight.enter()
         return task
 
     def leave(self, task: asyncio.Task[Any] | None) -> None:
-        if task is not None:
+        if task is not None and task in self._tasks:
             self._tasks.discard(task)
+            self.inflight.leave()
 
     def interrupt(self, grace: float) -> int:
         """Grace is over: cancel every request still running; returns how many there were."""
@@ -103,7 +107,10 @@ def _busy_count(server: Any, tracker: Drain | None) -> int:
 
 
 async def _wait_idle(server: Any, tracker: Drain | None, grace: float) -> None:
-    loop = asyncio.get_running_loop()
+    if tracker is not None:
+        await tracker.inflight.wait_idle(grace)
+        return
+    loop = asyncio.get_running_loop()  # no tracker (a bare app): aiohttp's connection list is all there is
     deadline = loop.time() + grace
-    while _busy_count(server, tracker) and loop.time() < deadline:
+    while server is not None and server.connections and loop.time() < deadline:
         await asyncio.sleep(POLL_SECONDS)

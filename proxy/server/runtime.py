@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from proxy.core.chain import PluginContext, assemble, build_chain, start_all, stop_all
 from proxy.config.model import Config
+from proxy.core.inflight import InFlight
 from proxy.core.routing import Router
 from proxy.core.services import Services
 from proxy.upstream.transport import Transport
@@ -21,7 +22,7 @@ class Runtime:
         self.transport = Transport(config)
         self.middlewares = assemble(PluginContext(config, services))
         self.handler = build_chain(self.middlewares, self.transport)
-        self.active_requests = 0
+        self.inflight = InFlight()  # requests and streams on this generation (a reload waits for it)
 
     async def start(self) -> None:
         await self.transport.start()

@@ -1,7 +1,8 @@
 """One HTTP/1.1 client connection to an upstream, on a raw asyncio protocol, and the answer
-read from it. proxy/upstream/pool.py pools these connections and sends requests on them.
+read from it. proxy/upstream/pool.py pools these connections and sends requests on them; it is
+the one client to upstreams (traffic, model discovery, health checks and `check`).
 
-Why not aiohttp's ClientSession: on the proxy's hot path it cost more CPU than all of the
+Why not aiohttp's client: on the proxy's hot path it cost more CPU than all of the
 proxy's own work per request (profiled in bench/), most of it generality we do not use:
 cookies, redirects, proxies, multipart, tracing signals, per-request URL objects. Here:
 

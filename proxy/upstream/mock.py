@@ -20,7 +20,7 @@ from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest, NotFound, UpstreamTimeout
 from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.streams.sse import SSEEvent, done_event
-from proxy.wire.openai import chunk_event, error_from_openai_body, record_usage, usage_event
+from proxy.wire.openai import CHAT_EVENTS, chunk_event, error_from_openai_body, record_usage, usage_event
 
 EMBEDDING_DIMENSIONS = 16
 
@@ -59,7 +59,8 @@ def _chat(request: ProxyRequest, target: Target) -> ProxyResponse:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = _stream(completion_id, target.model, created, words, usage, include_usage,
                          target.upstream.mock.chunk_delay_ms / 1000)
-        return ProxyResponse(events=events, content_type="text/event-stream", upstream=target.upstream.name)
+        return ProxyResponse(events=events, content_type="text/event-stream", upstream=target.upstream.name,
+                             dialect=CHAT_EVENTS)
     completion = {
         "id": completion_id, "object": "chat.completion", "created": created, "model": target.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply, "refusal": None},

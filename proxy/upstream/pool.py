@@ -3,6 +3,14 @@
 One `Pool` per upstream origin, most recently used connection first; an idle connection is
 closed after IDLE_SECONDS and at most MAX_IDLE are kept. `send` writes the request head and
 body in one write and waits for the answer's head.
+
+Every request to an upstream goes through here: traffic (proxy/upstream/transport.py), model
+discovery and health checks (proxy/catalog/discovery.py, on pools of their own) and `check`'s
+probes (through the chain). So, for all of them alike:
+- redirects are never followed: a 3xx is handed back as the answer, and each caller refuses it,
+  since following it would carry the key and configured headers to wherever Location points;
+- TLS trusts the system store, or the bundle SSL_CERT_FILE names (`default_tls_context`);
+- failures are this client's exceptions, classified once by proxy/upstream/failures.py.
 """
 from __future__ import annotations
 

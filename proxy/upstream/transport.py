@@ -9,12 +9,12 @@ the stream (or `limits.request_timeout`, when that ends sooner).
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from typing import AsyncIterator, Mapping
 
-from proxy.upstream import http1
+from proxy.upstream import failures, http1
+from proxy.upstream.failures import Kind
 
 from proxy.core import jsonutil
 
@@ -27,7 +27,8 @@ from proxy.core.options import merge_options
 from proxy.config.secrets import redact
 from proxy.streams.sse import SSEEvent, SSEParser
 from proxy.wire.registry import adapter_for
-from proxy.wire.formats import FORMATS
+from proxy.config.formats import FORMATS
+from proxy.wire.openai import CHAT_EVENTS
 from proxy.upstream import mock
 MAX_ERROR_BODY = 64 * 1024
 SSE_TYPE = "text/event-stream"
@@ -64,6 +65,9 @@ class Transport:
     def _outgoing(self, request: ProxyRequest, target: Target) -> tuple[str, bytes, str]:
         """The path (below the base URL), body and content type the upstream is sent."""
         upstream = target.upstream
+        if speaks_client_api(request, upstream):
+            adapter = adapter_for(upstream.format)
+            return adapter.chat_path, adapter.encode_native(request, target), "application/json"
         if request.is_chat:
             adapter = adapter_for(upstream.format)
             native = merge_options(adapter.encode_chat(request, target), target)
@@ -109,17 +113,25 @@ class Transport:
                 raise UpstreamProtocolError(upstream.name, f"answered with a redirect (HTTP {response.status} to "
                                                            f"{response.headers.get('Location', '?')}); check base_url")
             passthrough = _passthrough_headers(response.headers)
+            native = speaks_client_api(request, upstream)
             if response.content_type == SSE_TYPE:
                 request.trace.cleanups.append(response.release)  # reused when the stream was complete
                 events = _read_events(response, upstream, budget)
-                if request.is_chat:
-                    events = adapter.translate_stream(events, request, target)
+                if native:
+                    events, dialect = adapter.watch_native(events, request, target), adapter.native_events
+                elif request.is_chat:
+                    events, dialect = adapter.translate_stream(events, request, target), CHAT_EVENTS
+                else:
+                    dialect = CHAT_EVENTS
                 return ProxyResponse(status=response.status, headers=passthrough, events=events,
-                                     content_type=SSE_TYPE, upstream=upstream.name)
+                                     content_type=SSE_TYPE, upstream=upstream.name, dialect=dialect)
             payload = await _read_bounded(response, upstream, None, budget)
         except BaseException:
             response.close()
             raise
+        if native:
+            return ProxyResponse(status=response.status, headers=passthrough, upstream=upstream.name,
+                                 body=adapter.decode_native(payload, request, target), dialect=adapter.native_events)
         if request.is_chat:
             payload = adapter.decode_chat(payload, request, target)
             content_type = "application/json"
@@ -127,6 +139,12 @@ class Transport:
             content_type = response.headers.get("Content-Type", "application/json")
         return ProxyResponse(status=response.status, headers=passthrough, body=payload,
                              content_type=content_type, upstream=upstream.name)
+
+
+def speaks_client_api(request: ProxyRequest, upstream: UpstreamConfig) -> bool:
+    """Whether the upstream speaks the client's own API (beyond chat, whose path is the pivot's),
+    so the client's body and the upstream's answer pass through as they are."""
+    return request.api != "chat" and FORMATS[upstream.format].native_api == request.api
 
 
 def _deadline(request: ProxyRequest, upstream: UpstreamConfig) -> tuple[float, str]:
@@ -170,46 +188,38 @@ async def _read_events(response: http1.Response, upstream: UpstreamConfig, budge
 
 def map_client_error(upstream: UpstreamConfig, exc: BaseException, phase: str,
                      budget: str | None = None) -> ProxyError:
-    """The one mapping from client/asyncio/ssl failures to the error tree."""
-    name, timeouts = upstream.name, upstream.timeout
+    """The one mapping from client/asyncio/ssl failures to the error tree, built on
+    proxy.upstream.failures.classify (which `check` reads too). The error carries the
+    classified failure as `failure`, so a reader of the error need not guess from its words."""
     if isinstance(exc, ProxyError):
         return exc
-    if isinstance(exc, http1.ConnectTimeout) and not exc.by_deadline:
+    failure = failures.classify(exc)
+    error = _error_for(upstream, failure, phase, budget)
+    error.failure = failure
+    return error
+
+
+def _error_for(upstream: UpstreamConfig, failure: failures.Failure, phase: str, budget: str | None) -> ProxyError:
+    name, timeouts, kind = upstream.name, upstream.timeout, failure.kind
+    if kind is Kind.CONNECT_TIMEOUT:
         return UpstreamTimeout(name, f"no connection within timeout.connect ({timeouts.connect:g}s)")
-    if isinstance(exc, http1.ReadTimeout) and not exc.by_deadline:
-        what = "the upstream went silent" if exc.got_head else "no first byte"
+    if kind is Kind.READ_TIMEOUT:
+        what = "the upstream went silent" if failure.got_head else "no first byte"
         return UpstreamTimeout(name, f"{what} within timeout.first_byte ({timeouts.first_byte:g}s)")
-    if isinstance(exc, (http1.ConnectTimeout, http1.ReadTimeout, asyncio.TimeoutError)):
+    if kind is Kind.DEADLINE:
         return UpstreamTimeout(name, f"no complete answer within {budget or f'timeout.total ({timeouts.total:g}s)'}")
-    if isinstance(exc, http1.ConnectFailed):
-        return _connect_error(upstream, exc.os_error)
-    if isinstance(exc, ssl.SSLError):
-        return UpstreamUnreachable(name, f"TLS handshake failed: {_reason(exc)}")
-    if isinstance(exc, (http1.ConnectionDropped, ConnectionError, OSError)):
-        where = "mid-stream" if phase == "stream" or getattr(exc, "got_head", False) else "before answering"
-        return UpstreamProtocolError(name, f"the connection was closed {where} ({_drop_reason(exc)})")
-    if isinstance(exc, http1.MalformedResponse):
-        return UpstreamProtocolError(name, f"answered with a malformed HTTP response ({exc})")
-    return UpstreamError(name, f"request failed: {type(exc).__name__}: {_reason(exc)}")
-
-
-def _drop_reason(exc: BaseException) -> str:
-    if isinstance(exc, http1.ConnectionDropped):
-        return type(exc.cause).__name__ if exc.cause is not None else "closed by the upstream"
-    return type(exc).__name__
-
-
-def _connect_error(upstream: UpstreamConfig, error: OSError) -> ProxyError:
-    if isinstance(error, ssl.SSLError):
-        return UpstreamUnreachable(upstream.name, f"TLS handshake failed: {_reason(error)}")
-    if isinstance(error, socket.gaierror):
-        return UpstreamUnreachable(upstream.name, f"DNS lookup failed for {upstream.base_url}")
-    return UpstreamUnreachable(upstream.name, f"cannot connect to {upstream.base_url}: {_reason(error)}")
-
-
-def _reason(exc: BaseException) -> str:
-    inner = getattr(exc, "os_error", None) or exc
-    return getattr(inner, "strerror", None) or str(inner) or type(inner).__name__
+    if kind in (Kind.CERTIFICATE, Kind.TLS):
+        return UpstreamUnreachable(name, f"TLS handshake failed: {failure.reason}")
+    if kind is Kind.DNS:
+        return UpstreamUnreachable(name, f"DNS lookup failed for {upstream.base_url}")
+    if kind in (Kind.REFUSED, Kind.CONNECT):
+        return UpstreamUnreachable(name, f"cannot connect to {upstream.base_url}: {failure.reason}")
+    if kind is Kind.DROPPED:
+        where = "mid-stream" if phase == "stream" or failure.got_head else "before answering"
+        return UpstreamProtocolError(name, f"the connection was closed {where} ({failure.reason})")
+    if kind is Kind.MALFORMED:
+        return UpstreamProtocolError(name, f"answered with a malformed HTTP response ({failure.reason})")
+    return UpstreamError(name, f"request failed: {type(failure.error).__name__}: {failure.reason}")
 
 
 # Upstream response headers worth showing the client (rate limits, request ids, timing).

@@ -1,3 +1,3 @@
-"""Upstream wire formats, one module or package each (openai, anthropic/), registered in
-formats.py: everything that depends on a format lives here and nowhere else. registry.py holds
-the WireAdapter contract and looks adapters up by format name."""
+"""Upstream wire formats, one module or package each (openai, anthropic/): everything that depends
+on a format lives here and nowhere else. Formats are registered in proxy/config/formats.py;
+registry.py holds the WireAdapter contract and looks adapters up by format name."""

@@ -7,12 +7,13 @@ for an error event, and for a stream that stops before it finished.
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from proxy.core import jsonutil
 from proxy.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
+from proxy.wire import openai_models
 from proxy.wire.registry import bearer_or_key
 from proxy.streams.sse import SSEEvent, done_event
 
@@ -67,6 +68,12 @@ class OpenAIAdapter:
                      headers: Mapping[str, str]) -> UpstreamError:
         return error_from_openai_body(upstream, status, payload, headers)
 
+    async def list_models(self, upstream: UpstreamConfig, fetch: Callable[..., Awaitable[Any]]) -> tuple[str, list]:
+        return await openai_models.list_models(upstream, fetch)
+
+    def probe_body(self, model: str, cap_field: str) -> tuple[str, dict]:
+        return openai_models.probe_body(model, cap_field)
+
 
 ADAPTER = OpenAIAdapter()
 
@@ -88,6 +95,49 @@ def _finished(event: SSEEvent) -> bool:
     if not choices:
         return chunk.get("usage") is not None
     return all(isinstance(choice, dict) and choice.get("finish_reason") for choice in choices)
+
+
+# A delta with any of these (non-empty) means the answer has begun.
+CONTENT_FIELDS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call", "audio")
+
+
+def commits(event: SSEEvent) -> bool:
+    """Whether a chat chunk shows the answer has begun (content, tool, reasoning, finish or usage)."""
+    data = event.data
+    if data is None:
+        return False  # a comment or keep-alive
+    if event.is_done:
+        return True
+    try:
+        payload = event.json()
+    except ValueError:
+        return True  # not ours to judge; pass it on
+    if not isinstance(payload, dict):
+        return True
+    choices = payload.get("choices")
+    if not choices:
+        return bool(payload.get("usage"))
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("finish_reason") or choice.get("text"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(delta.get(name) for name in CONTENT_FIELDS):
+            return True
+    return False
+
+
+class ChatEvents:
+    """The StreamDialect of chat.completion.chunk streams."""
+
+    name = "chat"
+    commits = staticmethod(commits)
+
+    @staticmethod
+    def failure(event: SSEEvent, upstream: str) -> UpstreamError | None:
+        return error_event(event, upstream)
+
+
+CHAT_EVENTS = ChatEvents()
 
 
 def error_event(event: SSEEvent, upstream: str) -> UpstreamError | None:

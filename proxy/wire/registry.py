@@ -8,13 +8,13 @@ native shape. Adapters are stateless module-level objects, looked up by
 from __future__ import annotations
 
 import importlib
-from typing import AsyncIterator, Mapping, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
 from proxy.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamError
 from proxy.core.exchange import ProxyRequest, Target
 from proxy.streams.sse import SSEEvent
-from proxy.wire.formats import FORMATS
+from proxy.config.formats import FORMATS
 
 
 class WireAdapter(Protocol):
@@ -44,9 +44,24 @@ class WireAdapter(Protocol):
                      headers: Mapping[str, str]) -> UpstreamError:
         """A native error answer -> the matching error of proxy.core.errors."""
 
+    async def list_models(self, upstream: UpstreamConfig,
+                          fetch: Callable[..., Awaitable[Any]]) -> tuple[str, list[Any]]:
+        """Every entry of the upstream's model list, raw (proxy/catalog/discovery.py reads them), and
+        the URL of the list: where it lives and how it is paged is the format's. The HTTP is the
+        catalog's: `await fetch(url, params=None, body=None, absent=(), required=True)` sends a GET
+        (a POST of `body` as JSON) with the upstream's headers and returns the decoded JSON. It
+        raises on any failure, except that it returns None for a status in `absent` (not here: ask
+        elsewhere) and for any failure when not `required`. A ValueError means the answer is not a
+        model list."""
+
+    def probe_body(self, model: str, cap_field: str) -> tuple[str, dict]:
+        """The chain path and Chat Completions body of `byok-proxy check`'s 1-token probe of `model`,
+        capped by `cap_field` (max_tokens, or max_completion_tokens). It is sent through the whole
+        chain like any client request, so the transport encodes it for the upstream."""
+
 
 def adapter_for(wire_format: str) -> WireAdapter:
-    """The adapter registered for `wire_format` in proxy/wire/formats.py (imported once)."""
+    """The adapter registered for `wire_format` in proxy/config/formats.py (imported once)."""
     adapter = _ADAPTERS.get(wire_format)
     if adapter is None:
         adapter = _ADAPTERS[wire_format] = importlib.import_module(FORMATS[wire_format].adapter).ADAPTER

@@ -10,7 +10,7 @@ The transport posts `encode_chat`'s body to `{base_url}/messages` (the base ends
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from proxy.core import jsonutil
 from proxy.config.model import UpstreamConfig
@@ -18,7 +18,9 @@ from proxy.core.errors import UpstreamError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
 from proxy.wire.registry import bearer_or_key
 from proxy.streams.sse import SSEEvent
-from proxy.wire.anthropic import stream as anthropic_stream
+from proxy.wire.anthropic import models, passthrough, stream as anthropic_stream
+# The model-list helpers live in models.py; these names stay importable from here.
+from proxy.wire.anthropic.models import next_page_params, parse_models  # noqa: F401
 from proxy.wire.anthropic.request import encode_request
 from proxy.wire.anthropic.response import decode_message, error_from_body
 
@@ -45,6 +47,12 @@ class AnthropicAdapter:
                          target: Target) -> AsyncIterator[SSEEvent]:
         return anthropic_stream.translate(events, request, target)
 
+    # Messages clients are passed through (passthrough.py): their body and its answer as they are.
+    native_events = passthrough.MESSAGES_EVENTS
+    encode_native = staticmethod(passthrough.encode_native)
+    decode_native = staticmethod(passthrough.decode_native)
+    watch_native = staticmethod(passthrough.watch_native)
+
     def decode_error(self, upstream: UpstreamConfig, status: int, payload: bytes,
                      headers: Mapping[str, str]) -> UpstreamError:
         try:
@@ -53,32 +61,11 @@ class AnthropicAdapter:
             body = None  # an HTML page from a load balancer, or nothing at all
         return error_from_body(upstream.name, status, body, headers)
 
+    async def list_models(self, upstream: UpstreamConfig, fetch: Callable[..., Awaitable[Any]]) -> tuple[str, list]:
+        return await models.list_models(upstream, fetch)
+
+    def probe_body(self, model: str, cap_field: str) -> tuple[str, dict]:
+        return models.probe_body(model, cap_field)
+
 
 ADAPTER = AnthropicAdapter()
-
-
-# ---- the model list -----------------------------------------------------------------------------
-
-def parse_models(payload: dict) -> list[dict]:
-    """One page of `GET /v1/models` (`{"data", "has_more", "first_id", "last_id"}`) as catalog entries."""
-    data = payload.get("data") if isinstance(payload, dict) else None
-    models = []
-    for item in data if isinstance(data, list) else ():
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            continue
-        entry: dict[str, Any] = {"id": item["id"]}
-        for name in ("display_name", "created_at", "max_input_tokens", "max_tokens"):
-            if item.get(name) is not None:
-                entry[name] = item[name]
-        if isinstance(item.get("max_input_tokens"), int):
-            entry["context_window"] = item["max_input_tokens"]
-        models.append(entry)
-    return models
-
-
-def next_page_params(payload: dict, limit: int = 1000) -> dict[str, str] | None:
-    """The query for the page after this one, or None when this was the last."""
-    if not isinstance(payload, dict) or payload.get("has_more") is not True:
-        return None
-    last_id = payload.get("last_id")
-    return {"after_id": last_id, "limit": str(limit)} if isinstance(last_id, str) and last_id else None

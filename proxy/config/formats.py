@@ -1,10 +1,11 @@
-"""What the rest of the proxy may know about each upstream wire format: data, no behaviour.
+"""The registry of upstream wire formats, and what the rest of the proxy may know about each:
+data, no behaviour.
 
 A wire format is one module under proxy/wire/ (its adapter) plus one entry here. Config
 validation, URL normalization, auth defaults, routing and the catalog read these facts
 instead of branching on a format's name; everything else about a format (encoding, decoding,
-errors, model listing, the probe) is its adapter's. This module imports nothing, so the
-config layer below wire/ may read it.
+errors, model listing, the probe) is its adapter's, found through proxy/wire/registry.py.
+It lives in config/ because config is validated against it at load, and config sits below wire/.
 """
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ class FormatSpec:
     reasoning_dialect: Optional[str] = None
     # Whether every model of this format takes tools (None: unknown, ask the catalog).
     tools: Optional[bool] = None
+    # The inbound API this format speaks natively: a request in it is passed through, not translated.
+    native_api: Optional[str] = None
 
 
 FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (
     FormatSpec("openai", "proxy.wire.openai", trailing_endpoints=("/chat/completions", "/completions"),
-               serves_other_paths=True, default_upstream=True),
+               serves_other_paths=True, default_upstream=True, native_api="chat"),
     FormatSpec("anthropic", "proxy.wire.anthropic.adapter", auth="x-api-key", default_kind="anthropic",
-               trailing_endpoints=("/messages",), reasoning_dialect="budget", tools=True),
+               trailing_endpoints=("/messages",), reasoning_dialect="budget", tools=True, native_api="messages"),
     # The built-in mock answers in-process (proxy/upstream/mock.py) in the OpenAI format.
     FormatSpec("mock", "proxy.wire.openai", networked=False, serves_other_paths=True, default_upstream=True),
 )}

@@ -1,0 +1,59 @@
+"""The Anthropic Messages API as an inbound API of the chain (see proxy/inbound/__init__.py).
+
+To an Anthropic upstream the request passes through as it is (the transport sends the client's
+own body and returns the upstream's own events); to any other upstream the Messages request is
+translated into the chat pivot and the chat answer or stream back into a Message or Messages
+events. Errors leave in Anthropic's envelope with Anthropic's statuses."""
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.config.model import LimitsConfig
+from proxy.core import jsonutil
+from proxy.core.errors import ProxyError, UpstreamProtocolError
+from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.inbound import validation
+from proxy.inbound.messages.answer import from_chat
+from proxy.inbound.messages.errors import envelope, error_event
+from proxy.inbound.messages.request import MessagesContext, to_chat
+from proxy.inbound.messages.stream import ChatToMessagesStream
+from proxy.streams.wrapper import FailureAsEvent
+
+
+class MessagesAPI:
+    name = "messages"
+
+    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], MessagesContext]:
+        body = validation.parse_json_object(raw, limits)
+        pivot, context = to_chat(body)
+        validation.check_chat(pivot, limits)
+        return pivot, context
+
+    def render(self, response: ProxyResponse, context: MessagesContext, request: ProxyRequest) -> ProxyResponse:
+        upstream = response.upstream or "upstream"
+        if response.events is not None:
+            if response.dialect is None or response.dialect.name != self.name:
+                response.events = ChatToMessagesStream(response.events, context, upstream=upstream)
+            # after the stream began, a failure is one Anthropic `error` event, in either case
+            response.events = FailureAsEvent(response.events, _error_event)
+            response.dialect = None
+            return response
+        if response.dialect is not None and response.dialect.name == self.name:
+            return response  # an Anthropic upstream's own message, as it is
+        try:
+            completion = jsonutil.loads(response.body)
+        except ValueError:
+            raise UpstreamProtocolError(upstream, "answered with a body that is not JSON") from None
+        response.body = jsonutil.dumps(from_chat(completion, context, upstream=upstream))
+        response.content_type = "application/json"
+        return response
+
+    def error(self, error: ProxyError) -> tuple[int, bytes, dict[str, str]]:
+        return envelope(error)
+
+
+def _error_event(exc: Exception):
+    return error_event(exc) if isinstance(exc, ProxyError) else None
+
+
+API = MessagesAPI()

@@ -1,0 +1,100 @@
+"""The one stream wrapper base: every middleware that wraps `response.events` builds on it.
+
+A wrapper passes events through `transform` (None drops one), and keeps one promise: the
+inner stream is closed exactly once, and `on_close` runs exactly once, whether the stream
+ended, failed, was cancelled because the client went away, or was closed before it ever
+started. It is a class, not an async generator, because `aclose()` on a generator that never
+started skips its `finally`, and a concurrency slot or a log record must come back even then.
+
+Subclasses override the hooks they need:
+  transform(event)  -> the event to pass on, or None to drop it
+  on_end()          the inner stream ended normally
+  on_error(exc)     the inner stream raised; return an exception to raise instead, or None
+  on_close()        always last, once
+"""
+from __future__ import annotations
+
+from typing import AsyncIterator, Optional
+
+from proxy.streams.sse import SSEEvent
+
+
+class StreamWrapper:
+    __slots__ = ("_inner", "_closed")
+
+    def __init__(self, inner: AsyncIterator[SSEEvent]):
+        self._inner = inner
+        self._closed = False
+
+    def __aiter__(self) -> "StreamWrapper":
+        return self
+
+    async def __anext__(self) -> SSEEvent:
+        try:
+            while True:
+                event = self.transform(await self._inner.__anext__())
+                if event is not None:
+                    return event
+        except StopAsyncIteration:
+            self.on_end()
+            await self.aclose()
+            raise
+        except BaseException as exc:
+            replacement = self.on_error(exc)
+            await self.aclose()
+            if replacement is not None and replacement is not exc:
+                raise replacement from None
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            closer = getattr(self._inner, "aclose", None)
+            if closer is not None:
+                await closer()
+        finally:
+            self.on_close()
+
+    # ---- hooks ---------------------------------------------------------------------------------
+
+    def transform(self, event: SSEEvent) -> Optional[SSEEvent]:
+        return event
+
+    def on_end(self) -> None:
+        """The inner stream ended normally (before on_close)."""
+
+    def on_error(self, exc: BaseException) -> Optional[BaseException]:
+        """The inner stream raised `exc` (cancellation included); return what to raise instead."""
+        return None
+
+    def on_close(self) -> None:
+        """Runs once, last, however the stream ended."""
+
+
+class FailureAsEvent(StreamWrapper):
+    """Ends a stream that fails after it began with one last event in the client's own API (a
+    Responses `response.failed`, an Anthropic `error`), instead of letting the failure escape to
+    a server that only knows how to end a chat stream."""
+
+    __slots__ = ("_to_event", "_ended")
+
+    def __init__(self, inner: AsyncIterator[SSEEvent], to_event):
+        super().__init__(inner)
+        self._to_event = to_event
+        self._ended = False
+
+    async def __anext__(self) -> SSEEvent:
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            return await super().__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            event = self._to_event(exc)
+            if event is None:
+                raise
+            self._ended = True
+            return event
