@@ -17,11 +17,11 @@ import asyncio
 import random
 from typing import Optional
 
-from proxy.core.chain import Handler, PluginContext
-from proxy.resilience.circuit import CircuitBreaker, CircuitRegistry, is_server_failure
 from proxy.config.model import DEFAULT_FALLBACK_ON
+from proxy.core.chain import Handler, PluginContext
 from proxy.core.errors import ProxyError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamHTTPError
 from proxy.core.exchange import Attempt, ProxyRequest, ProxyResponse, Target
+from proxy.resilience.circuit import CircuitBreaker, CircuitRegistry, is_server_failure
 from proxy.streams.guard import await_commit
 
 BACKOFF_BASE, BACKOFF_CAP = 0.25, 8.0  # seconds: retry n waits up to min(cap, base * 2**(n-1))

@@ -12,10 +12,8 @@ Auth and configured headers are computed once per upstream at build time.
 from __future__ import annotations
 
 from proxy.core.chain import Handler, PluginContext
-from proxy.config.model import UpstreamConfig
-from proxy.config.formats import FORMATS
-from proxy.wire.registry import upstream_headers
 from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.wire.registry import upstream_headers
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
@@ -46,7 +44,7 @@ class HeadersMiddleware:
             headers.pop(name.lower(), None)
             headers[name] = value
         version = request.client_headers.get("anthropic-version")
-        if version and FORMATS[upstream.format].native_api == request.api == "messages":
+        if version and request.passes_through(upstream):
             headers["anthropic-version"] = version  # a Messages client's own version reaches Anthropic
         headers["x-request-id"] = request.request_id
         return await call_next(request.replace(upstream_headers=headers))

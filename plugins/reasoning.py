@@ -17,8 +17,8 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 from proxy.core import reasoning
 from proxy.core.chain import Handler, PluginContext
 from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
-from proxy.streams.sse import SSEEvent
 from proxy.streams.guard import FilteredStream
+from proxy.streams.sse import SSEEvent
 
 # Cheap byte test before any JSON parsing: most chunks carry no reasoning at all.
 _REASONING_MARK = b'"reasoning'

@@ -12,12 +12,10 @@ from __future__ import annotations
 import time
 from typing import AsyncIterator
 
-from proxy.core import jsonutil
 from proxy.core.chain import Handler, PluginContext
-from proxy.core.errors import UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.streams.sse import SSEEvent
 from proxy.streams.guard import FilteredStream
+from proxy.streams.sse import SSEEvent
 from proxy.wire.openai import CHAT_EVENTS, commits, completion_to_events, record_usage
 
 
@@ -75,11 +73,7 @@ def _json_or_none(event: SSEEvent):
 def _replayed(response: ProxyResponse, request: ProxyRequest) -> ProxyResponse:
     if response.is_stream:
         return response
-    try:
-        completion = jsonutil.loads(response.body)
-    except ValueError:
-        raise UpstreamProtocolError(response.upstream or "?", "answered with a body that is not JSON") from None
-    events = completion_to_events(completion, include_usage=request.client_wants_usage)
+    events = completion_to_events(response.json_body(), include_usage=request.client_wants_usage)
     if request.trace.first_token_at is None:
         request.trace.first_token_at = time.monotonic()
     return ProxyResponse(status=200, headers=response.headers, events=_iterate(events),

@@ -218,9 +218,9 @@ def _install_fast_loop() -> None:
 
 async def _serve(config: Config, host: str, port: int, reuse_port: bool = False) -> int:
     from proxy.core.chain import PluginLoadError
+    from proxy.server.app import ProxyApp, start_site
     from proxy.server.lifecycle import drain
     from proxy.server.reload import Reloader
-    from proxy.server.app import ProxyApp, start_site
     from proxy.server.services import create_services
     services = create_services(config)
     _setup_observability(config, services)

@@ -2,6 +2,8 @@ import pytest
 from openai import AsyncOpenAI
 
 from tests.helpers import start_proxy
+from tests.upstreams.anthropic_upstream import DEFAULT_KEY as ANTHROPIC_KEY
+from tests.upstreams.anthropic_upstream import AnthropicUpstream
 from tests.upstreams.openai_upstream import OpenAIUpstream
 
 CLIENT_KEY = "sk-client-key-that-must-not-travel"
@@ -12,6 +14,28 @@ async def openai_upstream():
     upstream = await OpenAIUpstream().start()
     yield upstream
     await upstream.close()
+
+
+@pytest.fixture
+async def anthropic_upstream():
+    upstream = await AnthropicUpstream().start()
+    yield upstream
+    await upstream.close()
+
+
+def anthropic_config(upstream: AnthropicUpstream, model: str = "claude-sonnet-4-6") -> str:
+    """A proxy config with `upstream` as the Anthropic upstream `claude` (thinking on), behind the alias `main`."""
+    return f"""
+    upstreams:
+      claude:
+        base_url: {upstream.base_url}
+        format: anthropic
+        api_key: {ANTHROPIC_KEY}
+        models:
+          {model}: {{thinking: true}}
+    models:
+      main: [claude/{model}]
+    """
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.config.model import parse_config
-from proxy.server.app import ProxyApp, start_site
 from proxy.core.services import Services
+from proxy.server.app import ProxyApp, start_site
 
 ROOT = Path(__file__).resolve().parent.parent
 

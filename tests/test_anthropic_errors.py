@@ -6,6 +6,7 @@ from proxy.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamAuthError, UpstreamHTTPError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
 from proxy.wire.anthropic import adapter as anthropic
+from proxy.wire.anthropic import models as anthropic_models
 from proxy.wire.anthropic.response import error_from_event
 
 pytestmark = pytest.mark.timeout(30)
@@ -71,10 +72,10 @@ def test_model_pages_become_catalog_entries_and_say_where_the_next_page_is():
                       "created_at": "2025-10-01T00:00:00Z"},
                      {"type": "model"}],
             "has_more": True, "first_id": "claude-opus-4-8", "last_id": "claude-haiku-4-5"}
-    assert anthropic.parse_models(page) == [
+    assert anthropic_models.parse_models(page) == [
         {"id": "claude-opus-4-8", "display_name": "Claude Opus 4.8", "created_at": "2026-06-01T00:00:00Z",
          "max_input_tokens": 1000000, "max_tokens": 128000, "context_window": 1000000},
         {"id": "claude-haiku-4-5", "display_name": "Claude Haiku 4.5", "created_at": "2025-10-01T00:00:00Z"}]
-    assert anthropic.next_page_params(page) == {"after_id": "claude-haiku-4-5", "limit": "1000"}
-    assert anthropic.next_page_params({**page, "has_more": False}) is None
-    assert anthropic.parse_models({"data": "nonsense"}) == []
+    assert anthropic_models.next_page_params(page) == {"after_id": "claude-haiku-4-5", "limit": "1000"}
+    assert anthropic_models.next_page_params({**page, "has_more": False}) is None
+    assert anthropic_models.parse_models({"data": "nonsense"}) == []

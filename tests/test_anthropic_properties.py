@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import typing_extensions
 from anthropic.types import message_create_params
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from proxy.config.model import UpstreamConfig
 from proxy.core.exchange import Target

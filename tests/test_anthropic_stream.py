@@ -4,7 +4,8 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from proxy.config.model import UpstreamConfig
 from proxy.core.errors import ProxyError, UpstreamHTTPError, UpstreamProtocolError

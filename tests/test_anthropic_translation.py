@@ -3,9 +3,9 @@ and each rule checked against the Messages API's own refusals (tests/upstreams/a
 import pytest
 
 from proxy.config.model import AliasConfig, ModelSettings, UpstreamConfig
+from proxy.config.secrets import Secret
 from proxy.core.errors import InvalidRequest
 from proxy.core.exchange import Target
-from proxy.config.secrets import Secret
 from proxy.wire.anthropic.request import DEFAULT_MAX_TOKENS, DROPPED, encode_request
 from tests.upstreams import anthropic_rules as rules
 

@@ -1,8 +1,8 @@
 """The middleware chain: one contract, built once, the transport as its fixed end."""
 import aiohttp
 
-from proxy.core.chain import BUILTIN_ORDER, PluginContext, assemble, build_chain
 from proxy.config.model import parse_config
+from proxy.core.chain import BUILTIN_ORDER, PluginContext, assemble, build_chain
 from proxy.server.services import create_services
 from proxy.upstream.transport import Transport
 
@@ -59,6 +59,7 @@ async def test_user_plugin_from_dotted_path_rewrites_request_and_response(openai
 
 def test_a_missing_plugin_is_a_clear_startup_error():
     import pytest
+
     from proxy.core.chain import PluginLoadError
     config = parse_config("upstreams:\n  demo: {format: mock}\nplugins: [tests.no_such_module.Thing]\n")
     with pytest.raises(PluginLoadError, match="tests.no_such_module.Thing"):

@@ -7,9 +7,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from proxy.resilience.circuit import CircuitBreaker, CircuitRegistry, is_server_failure
 from proxy.config.model import CircuitSettings
 from proxy.core.errors import UpstreamAuthError, UpstreamHTTPError, UpstreamProtocolError, UpstreamTimeout
+from proxy.resilience.circuit import CircuitBreaker, CircuitRegistry, is_server_failure
 from tests import faults
 from tests.conftest import client_for
 from tests.faults import ChatUpstream, backup, main  # noqa: F401 (fixtures)

@@ -15,6 +15,7 @@ from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, Target
 from proxy.streams.sse import SSEEvent, SSEParser
 from proxy.wire.anthropic import adapter as anthropic
+
 pytestmark = pytest.mark.timeout(120)
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 UPSTREAM = UpstreamConfig(name="claude", base_url="http://127.0.0.1:9/v1", format="anthropic")

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.inbound import validation
 from proxy.config.model import LimitsConfig
 from proxy.core.errors import InvalidRequest
+from proxy.inbound import validation
 
 pytestmark = pytest.mark.timeout(120)
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,8 +10,9 @@ import zlib
 import pytest
 
 from proxy.upstream import http1
-
 from proxy.upstream import pool as upstream_client
+
+
 class RawServer:
     """Accepts connections; for each request head read, writes what `answer(n)` returns
     (n counts requests across connections). `None` closes the connection instead."""

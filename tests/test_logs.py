@@ -12,8 +12,8 @@ import logging
 import pytest
 
 from proxy.config.model import LoggingConfig
-from proxy.observability.logs import ACCESS_LOGGER, JSONFormatter, RequestLog, log_request, setup_logging
 from proxy.config.secrets import Secret
+from proxy.observability.logs import ACCESS_LOGGER, JSONFormatter, RequestLog, log_request, setup_logging
 
 pytestmark = pytest.mark.timeout(30)
 

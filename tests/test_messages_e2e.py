@@ -5,9 +5,9 @@ import aiohttp
 import anthropic
 import pytest
 
-from tests.conftest import CLIENT_KEY
+from tests.conftest import CLIENT_KEY, anthropic_config
 from tests.upstreams import anthropic_rules as rules
-from tests.upstreams.anthropic_upstream import DEFAULT_KEY, AnthropicUpstream, Reply, text, thinking, tool_use
+from tests.upstreams.anthropic_upstream import DEFAULT_KEY, Reply, text, thinking, tool_use
 
 pytestmark = pytest.mark.timeout(60)
 MODEL = "claude-sonnet-4-6"
@@ -20,25 +20,8 @@ def sdk(proxy) -> anthropic.AsyncAnthropic:
 
 
 @pytest.fixture
-async def claude():
-    server = await AnthropicUpstream().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def via_claude(claude, proxy_factory):
-    return sdk(await proxy_factory(f"""
-    upstreams:
-      claude:
-        base_url: {claude.base_url}
-        format: anthropic
-        api_key: {DEFAULT_KEY}
-        models:
-          {MODEL}: {{thinking: true}}
-    models:
-      main: [claude/{MODEL}]
-    """))
+async def via_claude(anthropic_upstream, proxy_factory):
+    return sdk(await proxy_factory(anthropic_config(anthropic_upstream, MODEL)))
 
 
 @pytest.fixture
@@ -53,7 +36,7 @@ async def via_chat(openai_upstream, proxy_factory):
     """))
 
 
-async def test_cache_control_and_unknown_fields_reach_anthropic_exactly_as_sent(claude, via_claude):
+async def test_cache_control_on_every_block_reaches_anthropic_exactly_as_sent(anthropic_upstream, via_claude):
     cached = {"type": "ephemeral"}
     messages = [
         {"role": "user", "content": [{"type": "text", "text": "weather?", "cache_control": cached}]},
@@ -64,12 +47,12 @@ async def test_cache_control_and_unknown_fields_reach_anthropic_exactly_as_sent(
                                      {"type": "text", "text": "so?", "cache_control": cached}]}]
     system = [{"type": "text", "text": "Be brief.", "cache_control": cached}]
     tools = [{**WEATHER, "cache_control": cached}]
-    claude.script(Reply(blocks=[text("Umbrella.")], usage={"cache_read_input_tokens": 40}))
+    anthropic_upstream.script(Reply(blocks=[text("Umbrella.")], usage={"cache_read_input_tokens": 40}))
     answer = await via_claude.messages.create(model="main", max_tokens=100, system=system, tools=tools,
                                               messages=messages, metadata={"user_id": "u-1"},
                                               extra_headers={"anthropic-beta": "prompt-caching-2024-07-31"})
     assert answer.content[0].text == "Umbrella." and answer.usage.cache_read_input_tokens == 40
-    received = claude.requests[-1]
+    received = anthropic_upstream.requests[-1]
     assert received.body["system"] == system and received.body["tools"] == tools
     assert received.body["messages"] == messages and received.body["metadata"] == {"user_id": "u-1"}
     assert received.body["model"] == MODEL
@@ -77,8 +60,8 @@ async def test_cache_control_and_unknown_fields_reach_anthropic_exactly_as_sent(
     assert received.headers["x-api-key"] == DEFAULT_KEY  # the proxy's key, not the client's
 
 
-async def test_signed_thinking_survives_a_tool_round_trip_through_passthrough(claude, via_claude):
-    claude.script(Reply(blocks=[thinking("I need the weather tool."), tool_use("get_weather", {"city": "Rome"})]),
+async def test_signed_thinking_survives_a_tool_round_trip_through_passthrough(anthropic_upstream, via_claude):
+    anthropic_upstream.script(Reply(blocks=[thinking("I need the weather tool."), tool_use("get_weather", {"city": "Rome"})]),
                   Reply(blocks=[text("Take an umbrella.")]))
     thinking_on = {"type": "enabled", "budget_tokens": 2048}
     async with via_claude.messages.stream(model="main", max_tokens=4096, thinking=thinking_on, tools=[WEATHER],
@@ -93,7 +76,7 @@ async def test_signed_thinking_survives_a_tool_round_trip_through_passthrough(cl
                   {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "rain"}]}])
     assert second.content[0].text == "Take an umbrella."
-    replayed = claude.requests[-1].body["messages"][1]["content"][0]
+    replayed = anthropic_upstream.requests[-1].body["messages"][1]["content"][0]
     assert replayed["signature"] == rules.sign("I need the weather tool.")
 
 

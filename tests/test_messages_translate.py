@@ -15,14 +15,15 @@ import httpx2
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import ErrorResponse, Message, RawMessageStreamEvent
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from proxy.core.errors import (AuthenticationFailed, InvalidRequest, NotFound, ProxyError, RateLimited,
-                               RequestTooLarge, ServiceUnavailable, UpstreamAuthError, UpstreamError,
-                               UpstreamHTTPError, UpstreamProtocolError, UpstreamTimeout)
-from proxy.inbound.messages import (ChatToMessagesStream, MessagesContext, completion_to_events, envelope,
-                                    error_event, estimate_input_tokens, from_chat, to_chat)
+from proxy.core.errors import (AuthenticationFailed, InvalidRequest, NotFound, ProxyError, RateLimited, RequestTooLarge,
+                               ServiceUnavailable, UpstreamAuthError, UpstreamError, UpstreamHTTPError,
+                               UpstreamProtocolError, UpstreamTimeout)
+from proxy.inbound.messages import (ChatToMessagesStream, MessagesContext, completion_to_events, envelope, error_event,
+                                    estimate_input_tokens, from_chat, to_chat)
 from proxy.inbound.messages.answer import RAW_ARGUMENTS_KEY
 from proxy.inbound.messages.content import TOOL_ERROR_PREFIX, TOOL_IMAGES_MOVED
 from proxy.inbound.messages.count import IMAGE_TOKENS, text_tokens

@@ -10,14 +10,14 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.config.model import parse_config
+from proxy.catalog.health import HealthMonitor
 from proxy.catalog.models import Catalog
-from proxy.resilience.circuit import CircuitRegistry
+from proxy.config.model import parse_config
 from proxy.core.errors import RateLimited
 from proxy.core.exchange import Attempt, ProxyRequest, RequestTrace
-from proxy.catalog.health import HealthMonitor
-from proxy.resilience.registry import LimiterRegistry
 from proxy.observability.metrics import LATENCY_BUCKETS, Metrics
+from proxy.resilience.circuit import CircuitRegistry
+from proxy.resilience.registry import LimiterRegistry
 
 pytestmark = pytest.mark.timeout(30)
 

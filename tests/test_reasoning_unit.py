@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from proxy.core import reasoning
 from proxy.config.model import EFFORT_LEVELS, AliasConfig, ModelSettings, ReasoningConfig, UpstreamConfig
+from proxy.core import reasoning
 from proxy.core.errors import InvalidRequest
 
 pytestmark = pytest.mark.timeout(30)

@@ -8,9 +8,9 @@ import openai
 import pytest
 from aiohttp import web
 
-from tests.conftest import client_for
+from tests.conftest import anthropic_config, client_for
 from tests.upstreams import anthropic_rules as rules
-from tests.upstreams.anthropic_upstream import DEFAULT_KEY, AnthropicUpstream, Reply, text, thinking, tool_use
+from tests.upstreams.anthropic_upstream import Reply, text, thinking, tool_use
 
 pytestmark = pytest.mark.timeout(60)
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city",
@@ -39,25 +39,8 @@ async def chat_client(openai_upstream, proxy_factory):
 
 
 @pytest.fixture
-async def claude():
-    server = await AnthropicUpstream().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def claude_client(claude, proxy_factory):
-    return client_for(await proxy_factory(f"""
-    upstreams:
-      claude:
-        base_url: {claude.base_url}
-        format: anthropic
-        api_key: {DEFAULT_KEY}
-        models:
-          claude-sonnet-4-6: {{thinking: true}}
-    models:
-      main: [claude/claude-sonnet-4-6]
-    """))
+async def claude_client(anthropic_upstream, proxy_factory):
+    return client_for(await proxy_factory(anthropic_config(anthropic_upstream)))
 
 
 async def test_the_mock_answers_a_responses_request_and_a_stream(mock_client):
@@ -158,8 +141,8 @@ async def test_a_custom_tool_comes_back_as_a_custom_tool_call(chat_client, opena
     assert declared["name"] == "apply_patch" and declared["parameters"]["required"] == ["input"]
 
 
-async def test_anthropic_thinking_rides_in_encrypted_content_across_two_turns(claude, claude_client):
-    claude.script(Reply(blocks=[thinking("I need the weather tool."), tool_use("get_weather", {"city": "Rome"})]),
+async def test_anthropic_thinking_rides_in_encrypted_content_across_two_turns(anthropic_upstream, claude_client):
+    anthropic_upstream.script(Reply(blocks=[thinking("I need the weather tool."), tool_use("get_weather", {"city": "Rome"})]),
                   Reply(blocks=[text("Take an umbrella.")]))
     first = await claude_client.responses.create(model="main", input="weather in Rome?", tools=[WEATHER], store=False,
                                                  include=["reasoning.encrypted_content"],
@@ -174,13 +157,13 @@ async def test_anthropic_thinking_rides_in_encrypted_content_across_two_turns(cl
         input=[{"role": "user", "content": "weather in Rome?"}, *items,
                {"type": "function_call_output", "call_id": call.call_id, "output": "rain"}])
     assert second.output_text == "Take an umbrella."
-    assistant = claude.requests[-1].body["messages"][1]
+    assistant = anthropic_upstream.requests[-1].body["messages"][1]
     assert assistant["content"][0] == {"type": "thinking", "thinking": "I need the weather tool.",
                                        "signature": rules.sign("I need the weather tool.")}
 
 
-async def test_anthropic_stream_arrives_as_responses_events(claude, claude_client):
-    claude.script(Reply(blocks=[thinking("Consider."), text("Blue sky.")]))
+async def test_anthropic_stream_arrives_as_responses_events(anthropic_upstream, claude_client):
+    anthropic_upstream.script(Reply(blocks=[thinking("Consider."), text("Blue sky.")]))
     async with claude_client.responses.stream(model="main", input="sky?", reasoning={"effort": "low",
                                                                                       "summary": "auto"}) as stream:
         kinds = [event.type async for event in stream]
@@ -203,8 +186,8 @@ async def test_bad_input_is_a_400_naming_the_field(mock_client, bad, param):
     assert caught.value.body["param"] == param and caught.value.status_code == 400
 
 
-async def test_an_upstream_error_reaches_the_client_in_openai_envelope(claude, claude_client):
-    claude.script(Reply(status=429, error_type="rate_limit_error", error_message="slow down",
+async def test_an_upstream_error_reaches_the_client_in_openai_envelope(anthropic_upstream, claude_client):
+    anthropic_upstream.script(Reply(status=429, error_type="rate_limit_error", error_message="slow down",
                         headers={"retry-after": "0"}))
     with pytest.raises(openai.RateLimitError) as caught:
         await claude_client.with_options(max_retries=0).responses.create(model="main", input="hi")

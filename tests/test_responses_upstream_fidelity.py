@@ -5,40 +5,21 @@ import json
 
 import aiohttp
 import openai
-from aiohttp import web
 import pytest
+from aiohttp import web
 from openai import AsyncOpenAI
 from openai.types import Model
-from openai.types.responses import (
-    FunctionTool,
-    Response,
-    ResponseCompletedEvent,
-    ResponseContentPartAddedEvent,
-    ResponseContentPartDoneEvent,
-    ResponseCreatedEvent,
-    ResponseCustomToolCall,
-    ResponseCustomToolCallInputDeltaEvent,
-    ResponseCustomToolCallInputDoneEvent,
-    ResponseFailedEvent,
-    ResponseFunctionCallArgumentsDeltaEvent,
-    ResponseFunctionCallArgumentsDoneEvent,
-    ResponseFunctionToolCall,
-    ResponseIncompleteEvent,
-    ResponseInProgressEvent,
-    ResponseInputMessageItem,
-    ResponseOutputItemAddedEvent,
-    ResponseOutputItemDoneEvent,
-    ResponseOutputMessage,
-    ResponseOutputText,
-    ResponseReasoningItem,
-    ResponseReasoningSummaryPartAddedEvent,
-    ResponseReasoningSummaryPartDoneEvent,
-    ResponseReasoningSummaryTextDeltaEvent,
-    ResponseReasoningSummaryTextDoneEvent,
-    ResponseTextDeltaEvent,
-    ResponseTextDoneEvent,
-    ResponseUsage,
-)
+from openai.types.responses import (FunctionTool, Response, ResponseCompletedEvent, ResponseContentPartAddedEvent,
+                                    ResponseContentPartDoneEvent, ResponseCreatedEvent, ResponseCustomToolCall,
+                                    ResponseCustomToolCallInputDeltaEvent, ResponseCustomToolCallInputDoneEvent,
+                                    ResponseFailedEvent, ResponseFunctionCallArgumentsDeltaEvent,
+                                    ResponseFunctionCallArgumentsDoneEvent, ResponseFunctionToolCall,
+                                    ResponseIncompleteEvent, ResponseInProgressEvent, ResponseInputMessageItem,
+                                    ResponseOutputItemAddedEvent, ResponseOutputItemDoneEvent, ResponseOutputMessage,
+                                    ResponseOutputText, ResponseReasoningItem, ResponseReasoningSummaryPartAddedEvent,
+                                    ResponseReasoningSummaryPartDoneEvent, ResponseReasoningSummaryTextDeltaEvent,
+                                    ResponseReasoningSummaryTextDoneEvent, ResponseTextDeltaEvent,
+                                    ResponseTextDoneEvent, ResponseUsage)
 
 from tests.upstreams.responses_upstream import ResponsesUpstream
 

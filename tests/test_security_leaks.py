@@ -21,8 +21,8 @@ import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
 
-from proxy.core.errors import InvalidRequest
 from proxy.config.secrets import Keyring
+from proxy.core.errors import InvalidRequest
 from tests.conftest import client_for
 from tests.helpers import ROOT, free_port, run_cli, start_proxy, wait_for_port
 from tests.upstreams.anthropic_upstream import AnthropicUpstream, Reply

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from proxy.catalog.discovery import DiscoveryError
 from proxy.catalog.models import Catalog
 from proxy.config.model import Config, UpstreamConfig
-from proxy.catalog.discovery import DiscoveryError
 from proxy.config.secrets import redact
 
 OK, DEGRADED, UNREACHABLE, UNKNOWN = "ok", "degraded", "unreachable", "unknown"

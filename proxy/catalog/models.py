@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from proxy.catalog.discovery import DiscoveredModel, Discovery, ListClient, discover
 from proxy.config.formats import FORMATS
 from proxy.config.model import EFFORT_LEVELS, AliasConfig, Config, ModelSettings, UpstreamConfig
-from proxy.catalog.discovery import DiscoveredModel, Discovery, ListClient, discover
 from proxy.core.reasoning import levels_for
 
 DEFAULT_CONTEXT_WINDOW = 128_000  # when neither the config nor the upstream says

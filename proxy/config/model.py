@@ -13,9 +13,9 @@ from types import MappingProxyType
 from typing import Any, Literal, Mapping, Optional
 
 from proxy.config import urls as upstream_rules
-from proxy.config.secrets import Keyring, Secret, SecretError
-from proxy.config.schema import Builder, JSONValue, LineIndex, Problem, compose
 from proxy.config.formats import FORMATS
+from proxy.config.schema import Builder, JSONValue, LineIndex, Problem, compose
+from proxy.config.secrets import Keyring, Secret, SecretError
 
 EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh")
 EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]

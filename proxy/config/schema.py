@@ -20,7 +20,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from proxy.config.secrets import (ENC_PREFIX, Keyring, Secret, SecretError, has_env_reference, redact_config, remember,
-                           resolve)
+                                  resolve)
 
 
 class JSONValue:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkable
 
 from proxy.config.model import Config, PluginSpec
-from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.config.secrets import redact_config
 from proxy.config.schema import thaw
+from proxy.config.secrets import redact_config
+from proxy.core.exchange import ProxyRequest, ProxyResponse
 
 Handler = Callable[[ProxyRequest], Awaitable[ProxyResponse]]
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from proxy.core import jsonutil
+
+
 class ProxyError(Exception):
     """Base: a client-facing failure with an HTTP status and OpenAI error fields."""
 

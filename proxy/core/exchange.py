@@ -10,7 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, Optional, Protocol
 
+from proxy.config.formats import FORMATS
 from proxy.config.model import AliasConfig, ModelSettings, UpstreamConfig
+from proxy.core import jsonutil
+from proxy.core.errors import InvalidRequest, UpstreamProtocolError
 
 if TYPE_CHECKING:  # the events' type only: streams/ sits above core
     from proxy.streams.sse import SSEEvent
@@ -35,7 +38,6 @@ def requested_max_tokens(body: Mapping[str, Any], alias: Optional[AliasConfig],
                          model: Optional[ModelSettings]) -> Optional[int]:
     """The output cap asked for: the request's (`max_completion_tokens`, then `max_tokens`),
     else the alias's `max_tokens`, else the model's; None when nobody says."""
-    from proxy.core.errors import InvalidRequest
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if value is None:
@@ -134,6 +136,11 @@ class ProxyRequest:
         turned into one), so middleware may read and rewrite it as such."""
         return self.api != "other"
 
+    def passes_through(self, upstream: UpstreamConfig) -> bool:
+        """Whether `upstream` speaks the client's own API (beyond chat, whose path is the pivot's),
+        so the client's body and the upstream's answer pass through as they are."""
+        return self.api != "chat" and FORMATS[upstream.format].native_api == self.api
+
     def remaining(self, now: float | None = None) -> float | None:
         if self.deadline is None:
             return None
@@ -178,6 +185,13 @@ class ProxyResponse:
     @property
     def is_stream(self) -> bool:
         return self.events is not None
+
+    def json_body(self) -> Any:
+        """The body decoded; an upstream that answered something else is a protocol error."""
+        try:
+            return jsonutil.loads(self.body)
+        except ValueError:
+            raise UpstreamProtocolError(self.upstream or "?", "answered with a body that is not JSON") from None
 
     async def aclose(self) -> None:
         events = self.events

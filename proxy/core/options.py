@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from proxy.core.exchange import Target
 from proxy.config.schema import thaw
+from proxy.core.exchange import Target
 
 
 def merge_options(body: dict[str, Any], target: Target) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from proxy.config.formats import FORMATS
-from proxy.core import jsonutil
 from proxy.config.model import EFFORT_LEVELS, AliasConfig, ModelSettings, UpstreamConfig
+from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest
 from proxy.core.exchange import requested_max_tokens
 

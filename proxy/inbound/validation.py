@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.core import jsonutil
 from proxy.config.model import LimitsConfig
+from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest
 
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})

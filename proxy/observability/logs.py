@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Mapping
 
-from proxy.core import jsonutil
 from proxy.config.secrets import contains_secret, redact, redact_value
+from proxy.core import jsonutil
 
 ACCESS_LOGGER = "byok.access"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -274,18 +274,13 @@ _TRACEBACKS = logging.Formatter()
 
 
 def record_refusal(services: Any, method: str, path: str, request_id: str, error: Any,
-                   started_at: float, client_model: str | None = None) -> None:
+                   started_at: float, client_model: str | None = None, api: str = "other") -> None:
     """A request the server refused before the chain (auth, size, validation, unknown model):
     counted and logged like any other, with no upstream."""
     now = time.monotonic()  # the caller's clock started when the request arrived
     metrics = getattr(services, "metrics", None)
     if metrics is not None:
         metrics.observe_request(upstream=None, model=None, status=error.status, duration=now - started_at,
-                                api=_api_of(path))
+                                api=api)
     log_request(RequestLog(request_id=request_id, method=method, path=path, status=error.status,
                            duration_ms=(now - started_at) * 1000, model=client_model, error=error.message))
-
-
-def _api_of(path: str) -> str:
-    """The inbound API a refused request was addressed to (its metrics label)."""
-    return {"chat/completions": "chat", "responses": "responses", "messages": "messages"}.get(path.strip("/"), "other")

@@ -9,7 +9,7 @@ Two backends, one shape (`acquire(wait=, timeout=) -> Slot | None`, `snapshot()`
 An upstream without `max_concurrent_requests` gets an uncapped LocalLimiter
 that only counts, so in-flight numbers exist for every upstream.
 
-LimiterRegistry is a long-lived service: it outlives config generations and
+LimiterRegistry (registry.py) is a long-lived service: it outlives config generations and
 keeps each upstream's limiter, with its queue and held slots, across reloads,
 only resizing it.
 """
@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any, Callable, Optional
-
-from proxy.config.model import Config, ConcurrencyConfig
+from typing import Callable, Optional
 
 WaitObserver = Callable[[str, float], None]
 

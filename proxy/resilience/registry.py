@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.config.model import Config, ConcurrencyConfig
+from proxy.config.model import ConcurrencyConfig, Config
 from proxy.resilience.limiter import LocalLimiter, WaitObserver
 from proxy.resilience.redis_limiter import RedisBackend  # imports the redis package only when a backend starts
 

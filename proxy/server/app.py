@@ -19,20 +19,19 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.core import jsonutil
-
 from proxy import inbound
-from proxy.inbound import validation
-from proxy.inbound.messages.catalog import anthropic_model_list, count_tokens
 from proxy.config.model import Config
+from proxy.core import jsonutil
 from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, sse_error_bytes
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.server.guard import GuardedRunner
-from proxy.observability.logs import record_refusal
-from proxy.server.runtime import Runtime
-from proxy.server.status import fallback_snapshot, render_status_page
 from proxy.core.services import Services
+from proxy.inbound import validation
+from proxy.inbound.messages.catalog import anthropic_model_list, count_tokens
+from proxy.observability.logs import record_refusal
+from proxy.server.guard import GuardedRunner
+from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
+from proxy.server.status import fallback_snapshot, render_status_page
 
 log = logging.getLogger("byok.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -125,8 +124,7 @@ class ProxyApp:
         except AuthenticationFailed:
             snapshot = None
         else:
-            health = self.services.health
-            snapshot = health.snapshot() if health is not None else fallback_snapshot(self.config)
+            snapshot = self._health_snapshot()
         body = render_status_page(page.read_text(encoding="utf-8"), snapshot, self.config)
         return web.Response(text=body, content_type="text/html", charset="utf-8",
                             headers={"Cache-Control": "no-cache"})
@@ -155,12 +153,13 @@ class ProxyApp:
 
     async def upstreams(self, request: web.Request) -> web.Response:
         self._authenticate(request)
+        return _json(self._health_snapshot())
+
+    def _health_snapshot(self) -> dict[str, Any]:
+        """GET /v1/upstreams, and the status page's table: every upstream unknown without a monitor."""
         if self.services.health is not None:
-            return _json(self.services.health.snapshot())
-        return _json({"data": [{"name": name, "status": "unknown", "latency_ms": None, "last_error": None,
-                                "checked_at": None, "circuit": "closed", "inflight": 0, "queued": 0,
-                                "models": len(upstream.models)}
-                               for name, upstream in self.config.upstreams.items()]})
+            return self.services.health.snapshot()
+        return fallback_snapshot(self.config)
 
     # ---- the proxy --------------------------------------------------------------------------------
 
@@ -188,7 +187,8 @@ class ProxyApp:
                 response = api.render(response, context, proxy_request)
         except ProxyError as exc:
             if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
-                record_refusal(self.services, request.method, request.match_info["path"], request_id, exc, received)
+                record_refusal(self.services, request.method, request.match_info["path"], request_id, exc, received,
+                               api=api.name if api is not None else "other")
             return _error_response(exc, request_id, api)
         except Exception:  # a bug must become an envelope, never a traceback on the wire
             log.exception("internal error handling request %s", request_id)

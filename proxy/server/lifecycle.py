@@ -12,10 +12,11 @@ The order matters, and is the contract of PRODUCT.md "Drain":
    `data: {"error": ...}` event (code `shutting_down`), a plain request
    answers 503; then the server shuts down and the process exits 0.
 
-`Drain` is the registry of the tasks serving requests; plugins/observe.py,
-the outermost middleware, enters each request into it and leaves when the
-response or its stream has ended, so "in flight" includes streams that
-outlive their handler's `call_next`.
+`Drain` is the registry of the tasks serving requests; the server
+(proxy/server/app.py) enters each request into it and leaves when the
+response or its stream has been written, so "in flight" includes streams that
+outlive their handler's `call_next`. Its InFlight tracker is what the drain
+waits on.
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ the one they started with, and the old one is closed once they are done.
 """
 from __future__ import annotations
 
-from proxy.core.chain import PluginContext, assemble, build_chain, start_all, stop_all
 from proxy.config.model import Config
+from proxy.core.chain import PluginContext, assemble, build_chain, start_all, stop_all
 from proxy.core.inflight import InFlight
 from proxy.core.routing import Router
 from proxy.core.services import Services

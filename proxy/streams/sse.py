@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Iterable
 
 from proxy.core import jsonutil
+
 DONE_DATA = "[DONE]"
 
 

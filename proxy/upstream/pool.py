@@ -20,7 +20,7 @@ import ssl
 from typing import Mapping
 from urllib.parse import quote, urlsplit
 
-from proxy.upstream.http1 import Connection, ConnectFailed, ConnectionDropped, ConnectTimeout, Response
+from proxy.upstream.http1 import ConnectFailed, Connection, ConnectionDropped, ConnectTimeout, Response
 
 IDLE_SECONDS = 30.0                 # an idle pooled connection is closed after this
 MAX_IDLE = 256                      # idle connections kept per upstream; more are closed on release

@@ -13,23 +13,21 @@ import ssl
 import time
 from typing import AsyncIterator, Mapping
 
-from proxy.upstream import failures, http1
-from proxy.upstream.failures import Kind
-
-from proxy.core import jsonutil
-
-from proxy.upstream import pool as upstream_client
+from proxy.config.formats import FORMATS
 from proxy.config.model import Config, UpstreamConfig
+from proxy.config.secrets import redact
+from proxy.core import jsonutil
 from proxy.core.errors import (InvalidRequest, ProxyError, UpstreamError, UpstreamProtocolError, UpstreamTimeout,
-                          UpstreamUnreachable)
+                               UpstreamUnreachable)
 from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.core.options import merge_options
-from proxy.config.secrets import redact
 from proxy.streams.sse import SSEEvent, SSEParser
-from proxy.wire.registry import adapter_for
-from proxy.config.formats import FORMATS
+from proxy.upstream import failures, http1, mock
+from proxy.upstream import pool as upstream_client
+from proxy.upstream.failures import Kind
 from proxy.wire.openai import CHAT_EVENTS
-from proxy.upstream import mock
+from proxy.wire.registry import adapter_for
+
 MAX_ERROR_BODY = 64 * 1024
 SSE_TYPE = "text/event-stream"
 
@@ -65,7 +63,7 @@ class Transport:
     def _outgoing(self, request: ProxyRequest, target: Target) -> tuple[str, bytes, str]:
         """The path (below the base URL), body and content type the upstream is sent."""
         upstream = target.upstream
-        if speaks_client_api(request, upstream):
+        if request.passes_through(upstream):
             adapter = adapter_for(upstream.format)
             return adapter.chat_path, adapter.encode_native(request, target), "application/json"
         if request.is_chat:
@@ -113,7 +111,7 @@ class Transport:
                 raise UpstreamProtocolError(upstream.name, f"answered with a redirect (HTTP {response.status} to "
                                                            f"{response.headers.get('Location', '?')}); check base_url")
             passthrough = _passthrough_headers(response.headers)
-            native = speaks_client_api(request, upstream)
+            native = request.passes_through(upstream)
             if response.content_type == SSE_TYPE:
                 request.trace.cleanups.append(response.release)  # reused when the stream was complete
                 events = _read_events(response, upstream, budget)
@@ -139,12 +137,6 @@ class Transport:
             content_type = response.headers.get("Content-Type", "application/json")
         return ProxyResponse(status=response.status, headers=passthrough, body=payload,
                              content_type=content_type, upstream=upstream.name)
-
-
-def speaks_client_api(request: ProxyRequest, upstream: UpstreamConfig) -> bool:
-    """Whether the upstream speaks the client's own API (beyond chat, whose path is the pivot's),
-    so the client's body and the upstream's answer pass through as they are."""
-    return request.api != "chat" and FORMATS[upstream.format].native_api == request.api
 
 
 def _deadline(request: ProxyRequest, upstream: UpstreamConfig) -> tuple[float, str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
-from proxy.core import jsonutil
 from proxy.config.model import UpstreamConfig
+from proxy.core import jsonutil
 from proxy.core.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
+from proxy.streams.sse import SSEEvent, done_event
 from proxy.wire import openai_models
 from proxy.wire.registry import bearer_or_key
-from proxy.streams.sse import SSEEvent, done_event
 
 
 class OpenAIAdapter:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
+from proxy.config.formats import FORMATS
 from proxy.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamError
 from proxy.core.exchange import ProxyRequest, Target
 from proxy.streams.sse import SSEEvent
-from proxy.config.formats import FORMATS
 
 
 class WireAdapter(Protocol):

@@ -46,6 +46,8 @@ from typing import Any, Callable, Iterable
 
 from aiohttp import web
 
+from tests.upstreams.loopback import serve
+
 # ---------------------------------------------------------------- output items
 
 
@@ -182,11 +184,7 @@ class Recorder:
     async def start(self) -> "Recorder":
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, access_log=None)
         return self
 
     async def close(self) -> None:

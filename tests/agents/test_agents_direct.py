@@ -27,14 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.agents import harness
-from tests.agents.recorder import (
-    Recorded,
-    ThreadedRecorder,
-    custom_tool_call,
-    function_call,
-    text,
-    tool_use,
-)
+from tests.agents.recorder import Recorded, ThreadedRecorder, custom_tool_call, function_call, text, tool_use
 
 AGENT_TIMEOUT = 120.0
 API_KEY = "sk-byok-test-key-0123456789"

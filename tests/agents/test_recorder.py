@@ -10,13 +10,7 @@ import json
 
 import pytest
 
-from tests.agents.recorder import (
-    ThreadedRecorder,
-    custom_tool_call,
-    function_call,
-    text,
-    tool_use,
-)
+from tests.agents.recorder import ThreadedRecorder, custom_tool_call, function_call, text, tool_use
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 from aiohttp import web
 
 from tests.upstreams import anthropic_rules as rules
+from tests.upstreams.loopback import serve
 
 DEFAULT_KEY = "sk-ant-test-key"
 
@@ -116,11 +117,7 @@ class AnthropicUpstream:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_get("/v1/models/{model_id}", self._get_model)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, access_log=None)
         return self
 
     async def close(self) -> None:

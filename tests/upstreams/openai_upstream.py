@@ -16,6 +16,8 @@ from typing import Any, Callable
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.upstreams.loopback import serve
+
 
 @dataclass
 class Received:
@@ -56,11 +58,7 @@ class OpenAIUpstream:
     async def start(self) -> "OpenAIUpstream":
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        self._runner, port = await serve(app, handler_cancellation=True, access_log=None)
         self.url = f"http://127.0.0.1:{port}"
         return self
 

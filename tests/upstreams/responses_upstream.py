@@ -46,6 +46,8 @@ from typing import Any, Callable
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
+from tests.upstreams.loopback import serve
+
 DEFAULT_MODELS = [{"id": "gpt-test", "object": "model", "created": 1700000000, "owned_by": "test"}]
 
 # Default error envelopes per status, as OpenAI sends them.
@@ -163,11 +165,7 @@ class ResponsesUpstream:
     async def start(self) -> "ResponsesUpstream":
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        self._runner, port = await serve(app, handler_cancellation=True, access_log=None)
         self.url = f"http://127.0.0.1:{port}"
         return self
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
-from proxy.core.errors import ProxyError, UpstreamProtocolError
+from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.inbound import validation
 from proxy.inbound.messages.answer import from_chat
@@ -40,11 +40,7 @@ class MessagesAPI:
             return response
         if response.dialect is not None and response.dialect.name == self.name:
             return response  # an Anthropic upstream's own message, as it is
-        try:
-            completion = jsonutil.loads(response.body)
-        except ValueError:
-            raise UpstreamProtocolError(upstream, "answered with a body that is not JSON") from None
-        response.body = jsonutil.dumps(from_chat(completion, context, upstream=upstream))
+        response.body = jsonutil.dumps(from_chat(response.json_body(), context, upstream=upstream))
         response.content_type = "application/json"
         return response
 

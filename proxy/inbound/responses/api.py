@@ -10,7 +10,7 @@ from typing import Any
 
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
-from proxy.core.errors import InvalidRequest, ProxyError, UpstreamProtocolError
+from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.inbound import validation
 from proxy.inbound.responses.answer import from_chat
@@ -42,11 +42,7 @@ class ResponsesAPI:
             response.events = FailureAsEvent(stream, lambda exc: _failed(stream, exc))
             response.dialect = None
             return response
-        try:
-            completion = jsonutil.loads(response.body)
-        except ValueError:
-            raise UpstreamProtocolError(upstream, "answered with a body that is not JSON") from None
-        response.body = jsonutil.dumps(from_chat(completion, context, response_id, created_at))
+        response.body = jsonutil.dumps(from_chat(response.json_body(), context, response_id, created_at))
         response.content_type = "application/json"
         return response
 

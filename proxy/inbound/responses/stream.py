@@ -12,8 +12,8 @@ from collections import deque
 from typing import Any, AsyncIterator
 
 from proxy.core.errors import UpstreamError, UpstreamProtocolError
-from proxy.inbound.responses.answer import (INCOMPLETE_REASONS, ResponseState, call_fields, failed_event,
-                                            message_parts, thinking_blocks, usage_from_chat)
+from proxy.inbound.responses.answer import (INCOMPLETE_REASONS, ResponseState, call_fields, failed_event, message_parts,
+                                            thinking_blocks, usage_from_chat)
 from proxy.inbound.responses.request import ResponsesContext
 from proxy.inbound.responses.stream_items import MessageItem, OpenItem, ReasoningItem, ToolCallItem
 from proxy.streams.sse import SSEEvent

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
-from proxy.core import jsonutil
 from proxy.config.model import UpstreamConfig
+from proxy.core import jsonutil
 from proxy.core.errors import UpstreamError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
-from proxy.wire.registry import bearer_or_key
 from proxy.streams.sse import SSEEvent
-from proxy.wire.anthropic import models, passthrough, stream as anthropic_stream
-# The model-list helpers live in models.py; these names stay importable from here.
-from proxy.wire.anthropic.models import next_page_params, parse_models  # noqa: F401
+from proxy.wire.anthropic import models, passthrough
+from proxy.wire.anthropic import stream as anthropic_stream
 from proxy.wire.anthropic.request import encode_request
 from proxy.wire.anthropic.response import decode_message, error_from_body
+from proxy.wire.registry import bearer_or_key
 
 
 class AnthropicAdapter:
