@@ -11,9 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +26,14 @@ from proxy.core.services import Services
 from proxy.inbound import validation
 from proxy.inbound.messages.catalog import anthropic_model_list, count_tokens
 from proxy.observability.logs import record_refusal
+from proxy.server import incoming
 from proxy.server.guard import GuardedRunner
 from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
 from proxy.server.status import fallback_snapshot, render_status_page
 
 log = logging.getLogger("byok.server")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -144,7 +143,7 @@ class ProxyApp:
         try:
             self._authenticate(request)
             config = self.config
-            raw = await _read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
+            raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
             body = validation.parse_json_object(raw, config.limits)
             self.runtime.router.resolve(validation.check_model_field(body))  # an unknown model is a 404
             return _json(count_tokens(body))
@@ -176,7 +175,7 @@ class ProxyApp:
                 drain.leave(task)
 
     async def _serve(self, request: web.Request, runtime: Runtime) -> web.StreamResponse:
-        request_id = _request_id(request)
+        request_id = incoming.request_id(request)
         received, proxy_request, response = time.monotonic(), None, None
         path = request.match_info["path"].strip("/")
         api = inbound.api_for(path) if request.method == "POST" else None
@@ -210,12 +209,12 @@ class ProxyApp:
                              started: float, path: str, api: inbound.InboundAPI | None) -> tuple[ProxyRequest, Any]:
         config = runtime.config
         self._authenticate(request)
-        raw = await _read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
-        _check_path(path)
+        raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
+        incoming.check_path(path)
         body, model, stream, context = None, None, False, None
         if api is not None:
             body, context = api.parse(raw, config.limits)
-        elif raw and _is_json(request.content_type, path):
+        elif raw and incoming.is_json(request.content_type, path):
             body = validation.parse_json_object(raw, config.limits)
         if body is not None:
             model = validation.check_model_field(body)
@@ -237,7 +236,7 @@ class ProxyApp:
         keys = self.config.auth.api_keys
         if not keys:
             return
-        presented = _presented_key(request)
+        presented = incoming.presented_key(request)
         if presented is None:
             raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
         # Digests of equal length, compared against every key: timing reveals neither which key
@@ -286,60 +285,6 @@ async def _write_quietly(stream: web.StreamResponse, data: bytes) -> None:
         await stream.write(data)
     except ConnectionError:
         pass  # nobody left to tell
-
-
-async def _read_body(request: web.Request, limit: int, timeout: float | None) -> bytes:
-    """The body, refused past `limits.max_body_bytes` and, when set, past `limits.request_timeout`
-    (a client trickling its body would otherwise hold the connection for as long as it likes)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestTooLarge(f"the request body is {request.content_length} bytes; the limit is {limit}")
-    content = request.content
-    if content.is_eof():  # the whole body came with the head (most API calls): nothing to wait for
-        body = content.read_nowait()
-        if len(body) > limit:
-            raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        return body
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise ProxyError(f"the request body did not arrive within limits.request_timeout ({timeout:g}s)",
-                         status=408, error_type="invalid_request_error", code="request_timeout") from None
-    return b"".join(chunks)
-
-
-# What a forwarded path (already percent-decoded once by aiohttp) may contain: RFC 3986 path
-# characters without '%', so nothing decodes a second time upstream, and no '?', '#', '\\',
-# whitespace, control or non-ASCII characters that could change the URL it is pasted into.
-_FORWARDABLE_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@/-]+")
-
-
-def _check_path(path: str) -> None:
-    """Forwarded paths stay under the upstream's base path: no dot segments, encoded or not."""
-    segments = path.split("/")
-    if not _FORWARDABLE_PATH.fullmatch(path) or any(segment in ("", ".", "..") for segment in segments):
-        raise NotFound(f"no such endpoint: /v1/{path}")
-
-
-def _is_json(content_type: str, path: str) -> bool:
-    return content_type in ("application/json", "") or content_type.endswith("+json") or path == "chat/completions"
-
-
-def _presented_key(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip()
-    return request.headers.get("x-api-key")
-
-
-def _request_id(request: web.Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 def _trace_headers(request: ProxyRequest, response: ProxyResponse) -> dict[str, str]:
