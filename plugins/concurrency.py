@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 import time
 
-from proxy.core.chain import Handler, PluginContext
-from proxy.core.errors import RateLimited
-from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.api import Handler, PluginContext, ProxyRequest, ProxyResponse, RateLimited
 from proxy.resilience.limiter import Slot
 from proxy.resilience.registry import LimiterRegistry
 from proxy.streams.guard import GuardedStream

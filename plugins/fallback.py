@@ -17,10 +17,10 @@ import asyncio
 import random
 from typing import Optional
 
+from proxy.api import (Handler, PluginContext, ProxyError, ProxyRequest, ProxyResponse, RateLimited, ServiceUnavailable,
+                       Target, UpstreamError, UpstreamHTTPError)
 from proxy.config.model import DEFAULT_FALLBACK_ON
-from proxy.core.chain import Handler, PluginContext
-from proxy.core.errors import ProxyError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamHTTPError
-from proxy.core.exchange import Attempt, ProxyRequest, ProxyResponse, Target
+from proxy.core.exchange import Attempt
 from proxy.resilience.circuit import CircuitBreaker, CircuitRegistry, is_server_failure
 from proxy.streams.guard import await_commit
 

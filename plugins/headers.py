@@ -11,8 +11,7 @@ Auth and configured headers are computed once per upstream at build time.
 """
 from __future__ import annotations
 
-from proxy.core.chain import Handler, PluginContext
-from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.api import Handler, PluginContext, ProxyRequest, ProxyResponse
 from proxy.wire.registry import upstream_headers
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",

@@ -15,12 +15,8 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
-from proxy.core.chain import Handler, PluginContext
-from proxy.core.errors import ProxyError
-from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.api import Handler, PluginContext, ProxyError, ProxyRequest, ProxyResponse, SSEEvent, StreamWrapper
 from proxy.observability.logs import RequestLog, log_request
-from proxy.streams.sse import SSEEvent
-from proxy.streams.wrapper import StreamWrapper
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
 

@@ -12,16 +12,33 @@ With the setting off (the default) responses pass through untouched.
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
+from proxy.api import Handler, PluginContext, ProxyRequest, ProxyResponse, SSEEvent, Target
+from proxy.config.model import EFFORT_LEVELS, MIN_THINKING_BUDGET
 from proxy.core import reasoning
-from proxy.core.chain import Handler, PluginContext
-from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.streams.guard import FilteredStream
-from proxy.streams.sse import SSEEvent
 
 # Cheap byte test before any JSON parsing: most chunks carry no reasoning at all.
 _REASONING_MARK = b'"reasoning'
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningSettings:
+    """The config file's `reasoning:` section: thinking budgets (tokens) per effort level,
+    for budget-style upstreams. Built and checked once, at load."""
+
+    budgets: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(
+        {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}))
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        for level, budget in self.budgets.items():
+            if level not in EFFORT_LEVELS:
+                yield f"budgets.{level}", f"unknown level; use {', '.join(EFFORT_LEVELS)}"
+            elif budget < MIN_THINKING_BUDGET and level != "none":
+                yield f"budgets.{level}", f"a thinking budget must be at least {MIN_THINKING_BUDGET} tokens (Anthropic's minimum)"
 
 
 class ReasoningMiddleware:

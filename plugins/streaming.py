@@ -12,10 +12,8 @@ from __future__ import annotations
 import time
 from typing import AsyncIterator
 
-from proxy.core.chain import Handler, PluginContext
-from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.api import Handler, PluginContext, ProxyRequest, ProxyResponse, SSEEvent
 from proxy.streams.guard import FilteredStream
-from proxy.streams.sse import SSEEvent
 from proxy.wire.openai import CHAT_EVENTS, commits, completion_to_events, record_usage
 
 

@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from proxy.config.model import EFFORT_LEVELS, AliasConfig, ModelSettings, ReasoningConfig, UpstreamConfig
+from plugins.reasoning import ReasoningSettings
+from proxy.config.model import EFFORT_LEVELS, AliasConfig, ModelSettings, UpstreamConfig
 from proxy.core import reasoning
 from proxy.core.errors import InvalidRequest
 
 pytestmark = pytest.mark.timeout(30)
 
-BUDGETS = dict(ReasoningConfig().budgets)
+BUDGETS = dict(ReasoningSettings().budgets)
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 

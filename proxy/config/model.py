@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping, Optional
 
 from proxy.config import urls as upstream_rules
 from proxy.config.formats import FORMATS
-from proxy.config.schema import Builder, JSONValue, LineIndex, Problem, compose
+from proxy.config.schema import Builder, JSONValue, LineIndex, Problem, compose, load_section
 from proxy.config.secrets import Keyring, Secret, SecretError
 
 EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -57,6 +57,12 @@ def non_negative(default: Any) -> Any:
 
 def frozen_map() -> Any:
     return field(default_factory=lambda: MappingProxyType({}))
+
+
+def section(owner: str) -> Any:
+    """A top-level section whose settings class ("module:Class") is declared, and validated
+    by its `problems()`, beside the middleware that owns it. The config file keeps its shape."""
+    return field(default_factory=lambda: load_section(owner)(), metadata={"section": owner})
 
 
 # ---- upstreams ------------------------------------------------------------------------------
@@ -201,14 +207,6 @@ class SecretsConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ReasoningConfig:
-    """Thinking budgets (tokens) per effort level, for budget-style upstreams."""
-
-    budgets: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(
-        {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}))
-
-
-@dataclass(frozen=True, slots=True)
 class PluginSpec:
     SHORTHAND = "path"
 
@@ -228,7 +226,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
-    reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
+    reasoning: Any = section("plugins.reasoning:ReasoningSettings")
     plugins: tuple[PluginSpec, ...] = ()
     shutdown_grace: float = non_negative(30.0)
     source: Optional[str] = field(default=None, metadata={"internal": True})  # the file it came from
@@ -305,14 +303,19 @@ def _finish(config: Config, root: Any) -> tuple[Config, list[Problem]]:
         if not plugin.path or "." not in plugin.path.replace(":", "."):
             problems.append(Problem(f"plugins[{index}]", lines.line("plugins"),
                                     "must be a dotted import path such as mypackage.module:Middleware"))
-    for level, budget in config.reasoning.budgets.items():
-        path = f"reasoning.budgets.{level}"
-        if level not in EFFORT_LEVELS:
-            problems.append(Problem(path, lines.line(path), f"unknown level; use {', '.join(EFFORT_LEVELS)}"))
-        elif budget < MIN_THINKING_BUDGET and level != "none":
-            problems.append(Problem(path, lines.line(path),
-                                    f"a thinking budget must be at least {MIN_THINKING_BUDGET} tokens (Anthropic's minimum)"))
+    problems += _section_problems(config, lines)
     return dataclasses.replace(config, upstreams=MappingProxyType(finished)), problems
+
+
+def _section_problems(config: Config, lines: LineIndex) -> list[Problem]:
+    """What each middleware-owned section finds wrong with itself, placed at its path and line."""
+    problems = []
+    for section_field in dataclasses.fields(config):
+        if section_field.metadata.get("section"):
+            for subpath, message in getattr(config, section_field.name).problems():
+                path = f"{section_field.name}.{subpath}"
+                problems.append(Problem(path, lines.line(path), message))
+    return problems
 
 
 def _finish_upstream(name: str, upstream: UpstreamConfig, lines: LineIndex,

@@ -6,11 +6,15 @@ float, bool, Secret, Literal[...], Optional[X], tuple[X, ...],
 Mapping[str, X], nested dataclasses, and JSONValue (raw JSON, frozen).
 A field's `metadata["check"]` is a callable returning an error message or None.
 A dataclass may declare `SHORTHAND = "field"` so a bare scalar means {field: scalar}.
+A field's `metadata["section"]` ("module:Class") names a settings class that lives beside the
+middleware owning it; it is loaded by name, as the chain loads built-ins, so config stays the
+lowest layer and never imports a plugin.
 """
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import importlib
 import types
 import typing
 from dataclasses import dataclass
@@ -157,7 +161,7 @@ class Builder:
             field_path = _join(path, name)
             if name in given:
                 value_node = given[name][1]
-                value = self._convert(hints[name], value_node, field_path)
+                value = self._convert(_field_type(field, hints), value_node, field_path)
                 self._check(field, value, field_path, value_node)
                 values[name] = value
             elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
@@ -259,6 +263,17 @@ class Builder:
 _BAD = object()
 _MAPPING_ORIGINS = (collections.abc.Mapping, dict)
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def load_section(owner: str) -> type:
+    """The settings class named "module:Class" by a section field."""
+    module_name, _, class_name = owner.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def _field_type(field: dataclasses.Field, hints: Mapping[str, Any]) -> Any:
+    owner = field.metadata.get("section")
+    return load_section(owner) if owner else hints[field.name]
 
 
 def _is_null(node: Node) -> bool:

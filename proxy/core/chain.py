@@ -19,12 +19,15 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol, runtime_checkable
 
 from proxy.config.model import Config, PluginSpec
 from proxy.config.schema import thaw
 from proxy.config.secrets import redact_config
 from proxy.core.exchange import ProxyRequest, ProxyResponse
+
+if TYPE_CHECKING:
+    from proxy.core.services import Services
 
 Handler = Callable[[ProxyRequest], Awaitable[ProxyResponse]]
 
@@ -40,7 +43,7 @@ class PluginContext:
     and the long-lived services (metrics, limiters, health) shared across reloads."""
 
     config: Config
-    services: Any
+    services: "Services"
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
