@@ -3,6 +3,8 @@
 - direct:   the load generator talks to the bench upstream itself (the physical limit)
 - byok:     byok-proxy in front of the upstream, `python -m proxy serve`
 - litellm:  LiteLLM's proxy from its own venv (bench/.venv-litellm), when installed
+- byok@REF: byok-proxy as of another commit (a git worktree in the workdir), so a change is
+            measured against the commit before it in one run: `--systems direct,byok,byok@HEAD~1`
 
 Each proxy knows two upstreams on the same bench upstream port: `bench` in OpenAI format
 and `bencha` in Anthropic format. Clients address byok with `upstream/model` names; LiteLLM
@@ -108,8 +110,36 @@ class Byok(System):
         argv = [sys.executable, "-m", "proxy", "serve", "-c", str(config), "--port", str(self.port)]
         if self.workers > 1:
             argv += ["--workers", str(self.workers)]
-        self.server = spawn(self.name, argv, self.port, workdir, cpus=cpus, cwd=str(REPO))
+        tree = self.source_tree(workdir)
+        self.server = spawn(self.name, argv, self.port, workdir, cpus=cpus, cwd=str(tree),
+                            env={"PYTHONPATH": str(tree)})
         await wait_ready(self.server, self.ready_path, self.start_timeout)
+
+    def source_tree(self, workdir: Path) -> Path:
+        return REPO
+
+
+class ByokAtCommit(Byok):
+    """byok-proxy as of another commit, run from a detached git worktree of it."""
+
+    def __init__(self, ref: str, logging_requests: bool = True):
+        super().__init__(name=f"byok@{ref}", logging_requests=logging_requests)
+        self.ref = ref
+
+    def source_tree(self, workdir: Path) -> Path:
+        commit = _git("rev-parse", "--verify", f"{self.ref}^{{commit}}")
+        self.label = f"byok-proxy at {commit[:9]} ({self.ref})"
+        tree = workdir / f"tree-{commit[:12]}"
+        if not (tree / "proxy").is_dir():
+            _git("worktree", "add", "--force", "--detach", str(tree), commit)
+        return tree
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout.strip()
 
 
 def litellm_binary() -> Path:
@@ -169,6 +199,9 @@ def make_systems(names: list[str], logging_requests: bool = True) -> list[System
              "aiohttp": lambda: Baseline("aiohttp", "aiohttp", "bare aiohttp proxy (framework floor)"),
              "aiohttp-lean": lambda: Baseline("aiohttp-lean", "aiohttp-lean",
                                               "aiohttp server + minimal client (non-streaming only)")}
+    for name in names:
+        if name.startswith("byok@"):
+            known[name] = lambda ref=name.partition("@")[2]: ByokAtCommit(ref, logging_requests)
     unknown = [name for name in names if name not in known]
     if unknown:
         raise SystemExit(f"unknown systems: {', '.join(unknown)} (known: {', '.join(known)})")
