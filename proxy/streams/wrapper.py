@@ -14,6 +14,8 @@ Subclasses override the hooks they need:
 """
 from __future__ import annotations
 
+import asyncio
+from contextlib import suppress
 from typing import AsyncIterator, Optional
 
 from proxy.streams.sse import SSEEvent
@@ -98,3 +100,20 @@ class FailureAsEvent(StreamWrapper):
                 raise
             self._ended = True
             return event
+
+
+async def finish_after_last_event(inner: AsyncIterator[SSEEvent]) -> None:
+    """A translator has read the last event it needs ([DONE]): let the inner stream reach its
+    own end before closing it, so the wrappers beneath see a normal end (observe records the
+    answer's status) rather than a close that looks like a client who went away. The answer
+    is complete by then: a failure while ending is not the client's concern."""
+    try:
+        await inner.__anext__()  # after [DONE] a chat stream ends; the reader stops there
+    except BaseException as exc:
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+    finally:
+        close = getattr(inner, "aclose", None)
+        if close is not None:
+            with suppress(Exception):
+                await close()

@@ -7,6 +7,9 @@ query, headers, raw body, parsed JSON) and answers:
   request says ``"stream": true`` (always, for Codex) or as one JSON object.
 * ``POST /v1/messages``   -- the Anthropic Messages API, streamed or not.
 * ``POST /v1/messages/count_tokens`` -- ``{"input_tokens": N}``.
+* ``POST /v1/chat/completions`` -- OpenAI Chat Completions, streamed or not: the upstream a
+  translated Responses or Messages request reaches. A custom tool call goes out as a function
+  call whose one string argument is ``input``, as the proxy declares custom tools to chat models.
 * ``GET  /v1/models``     -- a model list (both the OpenAI ``data`` shape and
   Codex's ``models`` shape in one body).
 * anything else           -- recorded, answered 404 with an error body.
@@ -172,6 +175,7 @@ class Recorder:
         self.requests: list[Recorded] = []
         self.responses = Script()
         self.messages = Script()
+        self.chat = Script()
         self.chunk_size = chunk_size  # characters per text/argument delta
         self.delay = delay  # seconds between SSE events (0 = none)
         self.models = ["test-model"]
@@ -218,6 +222,9 @@ class Recorder:
     def messages_requests(self) -> list[Recorded]:
         return self.find("POST", "/v1/messages")
 
+    def chat_requests(self) -> list[Recorded]:
+        return self.find("POST", "/v1/chat/completions")
+
     def dump(self) -> str:
         return json.dumps([r.summary() for r in self.requests], indent=1, default=str)
 
@@ -241,6 +248,8 @@ class Recorder:
         self.requests.append(rec)
 
         path = request.path.rstrip("/")
+        if request.method == "POST" and path.endswith("/chat/completions"):
+            return await self._chat(request, rec)
         if request.method == "POST" and path.endswith("/responses"):
             return await self._responses(request, rec)
         if request.method == "POST" and path.endswith("/messages/count_tokens"):
@@ -431,6 +440,59 @@ class Recorder:
         await send("message_stop")
         await resp.write_eof()
         return resp
+
+
+    # -- OpenAI Chat Completions
+
+    async def _chat(self, request: web.Request, rec: Recorded) -> web.StreamResponse:
+        body = rec.json if isinstance(rec.json, dict) else {}
+        turn = self.chat.next_turn(rec)
+        cid = f"chatcmpl-{next(self._ids):04d}{uuid.uuid4().hex[:20]}"
+        model = body.get("model", "test-model")
+        text_parts = [item.text for item in turn if isinstance(item, Text)]
+        calls = [(item.call_id, item.name, _chat_arguments(item)) for item in turn
+                 if isinstance(item, (FunctionCall, CustomToolCall))]
+        finish = "tool_calls" if calls else "stop"
+        usage = {"prompt_tokens": max(1, len(rec.body) // 4), "completion_tokens": 5,
+                 "total_tokens": max(1, len(rec.body) // 4) + 5}
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(text_parts) or None}
+            if calls:
+                message["tool_calls"] = [{"id": call_id, "type": "function",
+                                          "function": {"name": name, "arguments": arguments}}
+                                         for call_id, name, arguments in calls]
+            return web.json_response({"id": cid, "object": "chat.completion", "created": int(time.time()),
+                                      "model": model, "usage": usage,
+                                      "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
+        resp = await self._sse_start(request)
+
+        async def send(delta: dict, finish_reason: str | None = None, **extra: Any) -> None:
+            chunk = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        for piece in self._chunks("".join(text_parts)) if text_parts else ():
+            await send({"content": piece})
+        for index, (call_id, name, arguments) in enumerate(calls):
+            await send({"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                        "function": {"name": name, "arguments": ""}}]})
+            for piece in self._chunks(arguments):
+                await send({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        await send({}, finish)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage_chunk = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                           "choices": [], "usage": usage}
+            await resp.write(f"data: {json.dumps(usage_chunk)}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+def _chat_arguments(item: "FunctionCall | CustomToolCall") -> str:
+    if isinstance(item, CustomToolCall):
+        return json.dumps({"input": item.input})
+    return item.arguments_json
 
 
 # ---------------------------------------------------------------- in a thread

@@ -13,6 +13,7 @@ from proxy.inbound.messages.answer import from_chat
 from proxy.inbound.messages.events import StreamTranslator
 from proxy.inbound.messages.request import MessagesContext
 from proxy.streams.sse import SSEEvent
+from proxy.streams.wrapper import finish_after_last_event
 
 
 class ChatToMessagesStream:
@@ -62,7 +63,8 @@ class ChatToMessagesStream:
             return []  # a comment or keep-alive
         if event.is_done:
             self._finished = True
-            await self._close_finished()
+            self._closed = True
+            await finish_after_last_event(self._events)
             return self._translator.done()
         try:
             chunk = event.json()

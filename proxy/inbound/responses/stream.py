@@ -17,6 +17,7 @@ from proxy.inbound.responses.answer import (INCOMPLETE_REASONS, ResponseState, c
 from proxy.inbound.responses.request import ResponsesContext
 from proxy.inbound.responses.stream_items import MessageItem, OpenItem, ReasoningItem, ToolCallItem
 from proxy.streams.sse import SSEEvent
+from proxy.streams.wrapper import finish_after_last_event
 
 __all__ = ["ChatToResponsesStream", "ResponsesTranslator", "completion_chunks", "completion_to_events",
            "failed_event", "usage_from_chat"]
@@ -227,6 +228,8 @@ class ChatToResponsesStream:
             return
         if event.is_done:
             self._pending.extend(self._translator.finish())
+            self._inner_closed = True
+            await finish_after_last_event(self._chunks)
         elif event.data is not None:  # a comment or keep-alive carries nothing
             self._pending.extend(self._translator.feed(_decode(event, self._translator.upstream)))
 
