@@ -1042,3 +1042,56 @@ def test_any_chunk_sequence_streams_well_formed_and_equal_to_from_chat(answer):
     synthesized = completion_to_events(_as_completion(reasoning, texts, tools, finish, usage), context,
                                        "resp_prop", 1700000000)
     assert without_clock(check_events(synthesized)) == without_clock(expected)
+
+
+# ---- namespaces: Codex declares its multi-agent tools in one (its fallback metadata) -------------
+
+NAMESPACE = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents",
+             "tools": [{"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}},
+                       {"type": "custom", "name": "note"}]}
+
+
+def test_a_namespace_declares_its_tools_to_chat_under_joined_names():
+    chat, context = to_chat({"model": "m", "input": "x", "tools": [{"type": "function", "name": "exec"}, NAMESPACE]})
+    assert [tool["function"]["name"] for tool in chat["tools"]] == ["exec", "multi_agent_v1__spawn_agent",
+                                                                     "multi_agent_v1__note"]
+    assert context.custom_tool_names == frozenset({"multi_agent_v1__note"})
+    assert context.tools[1]["type"] == "namespace" and [t["name"] for t in context.tools[1]["tools"]] == [
+        "spawn_agent", "note"]
+    valid_response(from_chat(completion({"content": "ok"}), context, "resp_n", 1))  # the tools echo as OpenAI types them
+
+
+def test_calls_into_a_namespace_come_back_with_it_split_off():
+    _, context = to_chat({"model": "m", "input": "x", "tools": [NAMESPACE]})
+    message = {"content": None, "tool_calls": [
+        {"id": "call_s", "type": "function", "function": {"name": "multi_agent_v1__spawn_agent", "arguments": "{}"}},
+        {"id": "call_n", "type": "function", "function": {"name": "multi_agent_v1__note", "arguments": "{\"input\":\"hi\"}"}}]}
+    response = from_chat(completion(message, "tool_calls"), context, "resp_n", 1)
+    valid_response(response)
+    spawn, note = response["output"]
+    assert (spawn["type"], spawn["name"], spawn["namespace"]) == ("function_call", "spawn_agent", "multi_agent_v1")
+    assert (note["type"], note["name"], note["namespace"], note["input"]) == ("custom_tool_call", "note",
+                                                                             "multi_agent_v1", "hi")
+    events, _, _ = run_stream([chunk({"tool_calls": [{"index": 0, "id": "call_s", "type": "function", "function": {
+        "name": "multi_agent_v1__spawn_agent", "arguments": "{}"}}]}), chunk(finish="tool_calls"), done_event()],
+        context)
+    check_events(events)
+    streamed = final_of(events)["output"][0]
+    assert (streamed["name"], streamed["namespace"]) == ("spawn_agent", "multi_agent_v1")
+
+
+def test_a_namespaced_call_in_the_history_reaches_chat_under_its_joined_name():
+    chat, _ = to_chat({"model": "m", "tools": [NAMESPACE], "input": [
+        {"type": "function_call", "call_id": "c1", "name": "spawn_agent", "namespace": "multi_agent_v1",
+         "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "spawned"}]})
+    assert chat["messages"][0]["tool_calls"][0]["function"]["name"] == "multi_agent_v1__spawn_agent"
+
+
+@pytest.mark.parametrize("tools, param", [
+    ([{"type": "namespace", "name": "n"}], "tools[0].tools"),
+    ([{"type": "namespace", "name": "n", "tools": [{"type": "web_search"}]}], "tools[0].tools[0].type"),
+    ([{"type": "namespace", "tools": []}], "tools[0].name"),
+])
+def test_a_malformed_namespace_names_its_param(tools, param):
+    bad({"model": "m", "input": "x", "tools": tools}, param)

@@ -89,9 +89,9 @@ def upstream_requests(rec, upstream_format: str) -> list[Recorded]:
     return rec.chat_requests() if upstream_format == "chat" else rec.messages_requests()
 
 
-def codex(proxy_url: str, prompt: str, workdir: Path, rec) -> subprocess.CompletedProcess:
+def codex(proxy_url: str, prompt: str, workdir: Path, rec, **options) -> subprocess.CompletedProcess:
     return harness.run_codex(proxy_url, "sk-client-key", ALIAS, prompt, workdir, timeout=AGENT_TIMEOUT,
-                             extra_args=CODEX_SETTINGS, extra_env=rec.trap.proxy_env())
+                             extra_args=CODEX_SETTINGS, extra_env=rec.trap.proxy_env(), **options)
 
 
 def explain(result: subprocess.CompletedProcess, rec) -> str:
@@ -121,6 +121,19 @@ def test_a_text_answer(rec, upstream_format, proxy_url, workdir):
     assert "Say hello." in request.body.decode(), why
     assert request.json["model"] in ("test-model", "claude-test"), why
     assert rec.trap.seen == [], why
+
+
+def test_an_alias_codex_has_no_metadata_for(rec, upstream_format, proxy_url, workdir):
+    """With no bundled metadata for the model name (an alias), Codex falls back to defaults that
+    declare its multi-agent tools inside a `namespace` tool; the upstream sees them flattened."""
+    script(rec, upstream_format, [text("Fallback metadata works.")])
+    result = codex(proxy_url, "Say hello.", workdir, rec, model_like=None)
+    why = explain(result, rec)
+    assert result.returncode == 0, why
+    assert result.stdout.strip() == "Fallback metadata works.", why
+    (request,) = upstream_requests(rec, upstream_format)
+    names = {tool.get("name") or tool.get("function", {}).get("name") for tool in request.json["tools"]}
+    assert "multi_agent_v1__spawn_agent" in names, why
 
 
 def test_a_shell_command_runs_and_its_output_comes_back(rec, upstream_format, proxy_url, workdir):

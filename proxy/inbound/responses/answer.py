@@ -51,12 +51,20 @@ def message_item(item_id_: str, parts: Iterable[tuple[str, str]], status: str) -
             "content": [content_part(kind, text) for kind, text in parts]}
 
 
-def tool_item(item_id_: str, call_id: str, name: str, arguments: str, custom: bool, status: str) -> dict:
-    if custom:  # no status field on custom tool calls
-        return {"id": item_id_, "type": "custom_tool_call", "call_id": call_id, "name": name,
+def tool_item(item_id_: str, call_id: str, chat_name: str, arguments: str, context: ResponsesContext,
+              status: str) -> dict:
+    """The output item for a chat tool call named `chat_name`: a function or custom tool call,
+    with its namespace split off again when it was declared in one."""
+    namespace, name = context.namespaced_tools.get(chat_name, (None, chat_name))
+    if chat_name in context.custom_tool_names:  # no status field on custom tool calls
+        item = {"id": item_id_, "type": "custom_tool_call", "call_id": call_id, "name": name,
                 "input": custom_input(arguments)}
-    return {"id": item_id_, "type": "function_call", "call_id": call_id, "name": name,
-            "arguments": arguments, "status": status}
+    else:
+        item = {"id": item_id_, "type": "function_call", "call_id": call_id, "name": name,
+                "arguments": arguments, "status": status}
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
 
 
 def custom_input(arguments: str) -> str:
@@ -98,7 +106,7 @@ def _tool_builder(call: Any, context: ResponsesContext, response_id: str) -> tup
     call_id, name, arguments = call_fields(call)
     custom = name in context.custom_tool_names
     return ("custom_tool_call" if custom else "function_call",
-            lambda ident, status: tool_item(ident, call_id or fallback_call_id(ident), name, arguments, custom,
+            lambda ident, status: tool_item(ident, call_id or fallback_call_id(ident), name, arguments, context,
                                             status))
 
 

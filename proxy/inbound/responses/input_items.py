@@ -45,6 +45,19 @@ def required_text(item: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
+def chat_tool_name(name: str, namespace: Any) -> str:
+    """The name a chat upstream knows a tool by: a namespaced one is `<namespace>__<name>`,
+    since chat and Anthropic tool names allow only [A-Za-z0-9_-]."""
+    return f"{namespace}__{name}" if isinstance(namespace, str) and namespace else name
+
+
+def _chat_name(item: dict[str, Any], where: str) -> str:
+    namespace = item.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise fail(f"'{where}.namespace' must be a string", f"{where}.namespace", "invalid_type")
+    return chat_tool_name(required_text(item, "name", where), namespace)
+
+
 def input_messages(value: Any, instructions: str | None) -> list[dict[str, Any]]:
     """The chat messages for `instructions` + `input` (a string or a list of items)."""
     builder = _Builder()
@@ -103,11 +116,11 @@ class _Builder:
 
     def _function_call(self, item: dict[str, Any], where: str) -> None:
         arguments = required_text(item, "arguments", where)
-        self._tool_call(required_text(item, "call_id", where), required_text(item, "name", where), arguments)
+        self._tool_call(required_text(item, "call_id", where), _chat_name(item, where), arguments)
 
     def _custom_call(self, item: dict[str, Any], where: str) -> None:
         arguments = jsonutil.dumps_str({"input": required_text(item, "input", where)})
-        self._tool_call(required_text(item, "call_id", where), required_text(item, "name", where), arguments)
+        self._tool_call(required_text(item, "call_id", where), _chat_name(item, where), arguments)
 
     def _tool_call(self, call_id: str, name: str, arguments: str) -> None:
         if self.assistant is None or self.reasoning is not None:

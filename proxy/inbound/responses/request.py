@@ -10,7 +10,7 @@ hosted tools (refused here; a Responses-native upstream could take the body unch
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from proxy.inbound.responses.input_items import fail, input_messages
@@ -57,6 +57,7 @@ class ResponsesContext:
     prompt_cache_key: str | None = None
     service_tier: str | None = None
     custom_tool_names: frozenset[str] = frozenset()
+    namespaced_tools: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # chat name -> (namespace, name)
     stream: bool = False
 
     @property
@@ -75,8 +76,8 @@ def to_chat(body: Any) -> tuple[dict[str, Any], ResponsesContext]:
         raise fail("the request body must be a JSON object", "body", "invalid_type")
     _refuse_stateful(body)
     fields = _scalars(body)
-    tools, echoed_tools, custom_names = chat_tools(body.get("tools"))
-    tool_choice, tools = chat_tool_choice(body.get("tool_choice"), tools)
+    declared = chat_tools(body.get("tools"))
+    tool_choice, tools = chat_tool_choice(body.get("tool_choice"), declared.chat)
     reasoning, effort = _reasoning(body.get("reasoning"))
     text, response_format, verbosity = _text(body.get("text"))
     messages = input_messages(body.get("input"), fields["instructions"])
@@ -87,8 +88,8 @@ def to_chat(body: Any) -> tuple[dict[str, Any], ResponsesContext]:
     _put(chat, "response_format", response_format)
     _put(chat, "verbosity", verbosity)
     context = ResponsesContext(
-        tools=tuple(echoed_tools), tool_choice=body.get("tool_choice") or "auto", reasoning=reasoning,
-        text=text, custom_tool_names=custom_names, **fields)
+        tools=tuple(declared.echo), tool_choice=body.get("tool_choice") or "auto", reasoning=reasoning,
+        text=text, custom_tool_names=declared.custom, namespaced_tools=declared.namespaced, **fields)
     return chat, context
 
 

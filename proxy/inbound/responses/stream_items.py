@@ -135,7 +135,7 @@ class ToolCallItem(OpenItem):
         self.arguments: list[str] = []
 
     def added(self) -> list[SSEEvent]:
-        item = tool_item(self.id, self.call_id, self.name, "", self.custom, "in_progress")
+        item = tool_item(self.id, self.call_id, self.name, "", self.state.context, "in_progress")
         return [self._event("response.output_item.added", item=item)]
 
     def delta(self, fragment: str) -> list[SSEEvent]:
@@ -146,7 +146,7 @@ class ToolCallItem(OpenItem):
 
     def done(self, status: str) -> list[SSEEvent]:
         arguments = "".join(self.arguments)
-        item = tool_item(self.id, self.call_id, self.name, arguments, self.custom, status)
+        item = tool_item(self.id, self.call_id, self.name, arguments, self.state.context, status)
         if not self.custom:
             return [self._item_event("response.function_call_arguments.done", arguments=arguments),
                     self._finish(item)]

@@ -4,21 +4,24 @@ Function tools map one to one. A custom tool (free-form text input, optionally c
 grammar; Codex's apply_patch is one) has no chat counterpart, so it becomes a function with a
 single required string parameter `input`; its grammar goes into the description, since a chat
 model can only be told about it. Its name is remembered so the answer comes back as a
-`custom_tool_call` carrying that string. Hosted tools (web search, code interpreter, MCP ...)
-run inside OpenAI; a chat upstream cannot run them, so they are refused by name.
+`custom_tool_call` carrying that string. A namespace groups function and custom tools under
+one name (Codex declares its multi-agent tools so); a chat model sees each inner tool as
+`<namespace>__<name>`, and its calls come back split again, with the item's `namespace` set.
+Hosted tools (web search, code interpreter, MCP ...) run inside OpenAI; a chat upstream cannot
+run them, so they are refused by name.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-from proxy.inbound.responses.input_items import fail, required_text
+from proxy.inbound.responses.input_items import chat_tool_name, fail, required_text
 
 # Tool types only a Responses-native upstream can serve (hosted by OpenAI, or Responses-only shapes).
 BUILTIN_TOOL_TYPES = frozenset({
     "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
     "file_search", "code_interpreter", "computer", "computer_use", "computer_use_preview",
-    "image_generation", "mcp", "local_shell", "shell", "apply_patch", "namespace",
-    "programmatic_tool_calling"})
+    "image_generation", "mcp", "local_shell", "shell", "apply_patch", "programmatic_tool_calling"})
 # Tools a client declares for itself that a chat model can do without: Codex CLI always declares
 # `tool_search` (its own search over deferred tools); refusing it would refuse every Codex turn,
 # and a chat model simply works with the tools declared directly.
@@ -27,28 +30,61 @@ CUSTOM_INPUT = "input"
 _TOOL_CHOICE_MODES = ("auto", "none", "required")
 
 
-def chat_tools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], frozenset[str]]:
-    """(chat tools, the tools as the Response echoes them, names of custom tools)."""
+@dataclass(frozen=True)
+class DeclaredTools:
+    """The tools as a chat upstream is told of them, and what it takes to read its calls back."""
+
+    chat: list[dict[str, Any]] = field(default_factory=list)
+    echo: list[dict[str, Any]] = field(default_factory=list)        # as the Response echoes them
+    custom: frozenset[str] = frozenset()                             # chat names of custom tools
+    namespaced: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # chat name -> (namespace, name)
+
+
+def chat_tools(value: Any) -> DeclaredTools:
     if value is None:
-        return [], [], frozenset()
+        return DeclaredTools()
     if not isinstance(value, list):
         raise fail("'tools' must be an array", "tools", "invalid_type")
-    chat, echo, custom = [], [], set()
+    declared = DeclaredTools(custom=set(), namespaced={})
     for index, tool in enumerate(value):
         where = f"tools[{index}]"
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind == "function":
-            chat_tool, echoed = _function(tool, where)
-        elif kind == "custom":
-            chat_tool, echoed = _custom(tool, where)
-            custom.add(echoed["name"])
+        if kind == "namespace":
+            declared.echo.append(_namespace(tool, where, declared))
         elif kind in CLIENT_SIDE_TOOL_TYPES:
             continue
         else:
-            raise _bad_tool(tool, kind, where)
-        chat.append(chat_tool)
-        echo.append(echoed)
-    return chat, echo, frozenset(custom)
+            declared.echo.append(_declare(tool, kind, where, declared))
+    return DeclaredTools(declared.chat, declared.echo, frozenset(declared.custom), declared.namespaced)
+
+
+def _declare(tool: Any, kind: Any, where: str, declared: DeclaredTools, namespace: str | None = None) -> dict:
+    """One function or custom tool into `declared`; the tool as the Response echoes it."""
+    if kind == "function":
+        chat_tool, echoed = _function(tool, where)
+    elif kind == "custom":
+        chat_tool, echoed = _custom(tool, where)
+    else:
+        raise _bad_tool(tool, kind, where)
+    chat_name = echoed["name"]
+    if namespace is not None:
+        chat_name = chat_tool["function"]["name"] = chat_tool_name(echoed["name"], namespace)
+        declared.namespaced[chat_name] = (namespace, echoed["name"])
+    if kind == "custom":
+        declared.custom.add(chat_name)
+    declared.chat.append(chat_tool)
+    return echoed
+
+
+def _namespace(tool: dict[str, Any], where: str, declared: DeclaredTools) -> dict[str, Any]:
+    namespace = _name(tool, where)
+    inner = tool.get("tools")
+    if not isinstance(inner, list):
+        raise fail(f"'{where}.tools' must be an array of function or custom tools", f"{where}.tools", "invalid_type")
+    echoed = [_declare(member, member.get("type") if isinstance(member, dict) else None, f"{where}.tools[{index}]",
+                       declared, namespace) for index, member in enumerate(inner)]
+    return {"type": "namespace", "name": namespace, "description": _optional_text(tool, "description", where),
+            "tools": echoed}
 
 
 def _bad_tool(tool: Any, kind: Any, where: str) -> Exception:
@@ -57,7 +93,7 @@ def _bad_tool(tool: Any, kind: Any, where: str) -> Exception:
     if isinstance(kind, str) and kind in BUILTIN_TOOL_TYPES:
         return fail(f"'{where}': the built-in tool '{kind}' runs inside OpenAI and cannot be used with "
                     f"this model; only function and custom tools can", f"{where}.type")
-    return fail(f"'{where}.type' must be 'function' or 'custom'", f"{where}.type",
+    return fail(f"'{where}.type' must be 'function', 'custom' or 'namespace'", f"{where}.type",
                 "missing_required_parameter" if kind is None else "invalid_value")
 
 
