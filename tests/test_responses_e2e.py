@@ -202,3 +202,28 @@ async def test_metrics_count_responses_requests_under_their_api(mock_client):
             exposition = await answer.text()
     assert 'byok_requests_total{api="responses",model="echo-1",status="200",upstream="demo"} 1.0' in exposition
     assert 'byok_requests_total{api="chat",model="echo-1",status="200",upstream="demo"} 1.0' in exposition
+
+
+@pytest.mark.parametrize("kind, keeps_reasoning_text", [("openai", False), ("deepseek", True)])
+async def test_a_chat_upstream_gets_no_field_it_cannot_read(openai_upstream, proxy_factory, kind,
+                                                            keeps_reasoning_text):
+    """A second turn carries the first turn's reasoning back; the pivot holds it in fields that a
+    strict OpenAI-format upstream would refuse. Only providers that read reasoning text get it."""
+    from proxy.inbound.responses.thinking_token import encode_thinking_blocks
+    client = client_for(await proxy_factory(f"""
+    upstreams:
+      chat: {{base_url: "{openai_upstream.url}/v1", api_key: sk-upstream, kind: {kind}, discover_models: false}}
+    models:
+      main: [chat/gpt-test]
+    """))
+    signed = encode_thinking_blocks([{"type": "thinking", "thinking": "plan", "signature": "sig-1"}])
+    await client.responses.create(model="main", store=False, input=[
+        {"role": "user", "content": "first"},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "plan"}],
+         "encrypted_content": signed},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAAAforeign-issuer-token"},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "answer one"}]},
+        {"role": "user", "content": "second"}])
+    assistant = next(m for m in openai_upstream.last.json["messages"] if m["role"] == "assistant")
+    assert "thinking_blocks" not in assistant and "reasoning_encrypted" not in assistant
+    assert ("reasoning_content" in assistant) is keeps_reasoning_text

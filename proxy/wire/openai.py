@@ -18,6 +18,16 @@ from proxy.wire import openai_models
 from proxy.wire.registry import bearer_or_key
 
 
+# What a request translated from the Responses or Messages API carries on assistant messages for
+# the turn's thinking to survive a round trip: Anthropic's signed blocks, another issuer's
+# encrypted reasoning, and the reasoning text. No OpenAI-format upstream reads the first two.
+_PIVOT_ONLY_FIELDS = ("thinking_blocks", "reasoning_encrypted")
+# Providers that validate messages strictly and refuse a field they do not know; the others
+# either read `reasoning_content` back (DeepSeek, Kimi and GLM ask for it in thinking mode with
+# tools) or ignore it (local servers, gateways).
+_REFUSE_REASONING_CONTENT = frozenset({"openai", "groq", "mistral", "gemini", "together", "fireworks", "perplexity"})
+
+
 class OpenAIAdapter:
     chat_path = "chat/completions"
     models_path = "models"
@@ -27,6 +37,8 @@ class OpenAIAdapter:
 
     def encode_chat(self, request: ProxyRequest, target: Target) -> dict:
         body = request.body or {}
+        if request.api != "chat" and isinstance(body.get("messages"), list):
+            body = {**body, "messages": _without_pivot_fields(body["messages"], target.upstream.kind)}
         if body.get("model") == target.model:
             return body
         return {**body, "model": target.model}
@@ -76,6 +88,15 @@ class OpenAIAdapter:
 
 
 ADAPTER = OpenAIAdapter()
+
+
+def _without_pivot_fields(messages: list[Any], kind: str | None) -> list[Any]:
+    """A translated request's messages as this upstream can take them; a chat client's own body
+    is never touched."""
+    drop = _PIVOT_ONLY_FIELDS + (("reasoning_content",) if kind in _REFUSE_REASONING_CONTENT else ())
+    return [{key: value for key, value in message.items() if key not in drop}
+            if isinstance(message, dict) and any(key in message for key in drop) else message
+            for message in messages]
 
 
 async def _close(events: AsyncIterator[SSEEvent]) -> None:
