@@ -114,6 +114,8 @@ class UpstreamConfig:
     api_key: Optional[Secret] = None
     auth: Optional[Literal["bearer", "x-api-key"]] = None
     anthropic_version: str = "2023-06-01"
+    # Anthropic-format only: automatic cache breakpoints for translated requests (wire/anthropic/caching.py)
+    prompt_caching: Literal["auto", "all", "off"] = "auto"
     headers: Mapping[str, Secret] = frozen_map()
     streaming: bool = True
     # Ask OpenAI-format upstreams for stream usage (for metrics); the chunk is dropped again

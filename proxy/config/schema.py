@@ -105,6 +105,8 @@ class Builder:
             return None
         if isinstance(value, str):
             value = value.strip()
+        elif isinstance(value, bool) and node.value in allowed:
+            value = node.value  # YAML 1.1 reads a bare off/on/no/yes as a boolean; the word was meant
         if value not in allowed:
             choices = ", ".join(str(choice) for choice in allowed)
             self.fail(path, node, f"must be one of {choices} (got {value!r})")

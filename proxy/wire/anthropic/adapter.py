@@ -17,7 +17,7 @@ from proxy.core import jsonutil
 from proxy.core.errors import UpstreamError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
 from proxy.streams.sse import SSEEvent
-from proxy.wire.anthropic import models, passthrough
+from proxy.wire.anthropic import caching, models, passthrough
 from proxy.wire.anthropic import stream as anthropic_stream
 from proxy.wire.anthropic.request import encode_request
 from proxy.wire.anthropic.response import decode_message, error_from_body
@@ -33,7 +33,10 @@ class AnthropicAdapter:
         return {**version, **bearer_or_key(upstream)}
 
     def encode_chat(self, request: ProxyRequest, target: Target) -> dict:
-        return encode_request(request.body or {}, target, stream=request.stream)
+        native = encode_request(request.body or {}, target, stream=request.stream)
+        if caching.wants_breakpoints(target.upstream.prompt_caching, request.api):
+            caching.add_breakpoints(native)
+        return native
 
     def decode_chat(self, payload: bytes, request: ProxyRequest, target: Target) -> bytes:
         try:
