@@ -227,3 +227,18 @@ async def test_a_chat_upstream_gets_no_field_it_cannot_read(openai_upstream, pro
     assistant = next(m for m in openai_upstream.last.json["messages"] if m["role"] == "assistant")
     assert "thinking_blocks" not in assistant and "reasoning_encrypted" not in assistant
     assert ("reasoning_content" in assistant) is keeps_reasoning_text
+
+
+@pytest.mark.parametrize("kind, cap_field", [("openai", "max_completion_tokens"), ("vllm", "max_tokens")])
+async def test_max_output_tokens_reaches_each_provider_under_the_name_it_reads(openai_upstream, proxy_factory, kind,
+                                                                               cap_field):
+    client = client_for(await proxy_factory(f"""
+    upstreams:
+      chat: {{base_url: "{openai_upstream.url}/v1", api_key: sk-upstream, kind: {kind}, discover_models: false}}
+    models:
+      main: [chat/gpt-test]
+    """))
+    await client.responses.create(model="main", input="hi", max_output_tokens=77)
+    sent = openai_upstream.last.json
+    other = "max_tokens" if cap_field == "max_completion_tokens" else "max_completion_tokens"
+    assert sent[cap_field] == 77 and other not in sent

@@ -26,6 +26,9 @@ _PIVOT_ONLY_FIELDS = ("thinking_blocks", "reasoning_encrypted")
 # either read `reasoning_content` back (DeepSeek, Kimi and GLM ask for it in thinking mode with
 # tools) or ignore it (local servers, gateways).
 _REFUSE_REASONING_CONTENT = frozenset({"openai", "groq", "mistral", "gemini", "together", "fireworks", "perplexity"})
+# The output cap of a translated request goes under the name each provider reads: OpenAI's
+# reasoning models take only `max_completion_tokens`; most other servers know only `max_tokens`.
+_READ_MAX_COMPLETION_TOKENS = frozenset({"openai", "groq", "gemini"})
 
 
 class OpenAIAdapter:
@@ -37,8 +40,8 @@ class OpenAIAdapter:
 
     def encode_chat(self, request: ProxyRequest, target: Target) -> dict:
         body = request.body or {}
-        if request.api != "chat" and isinstance(body.get("messages"), list):
-            body = {**body, "messages": _without_pivot_fields(body["messages"], target.upstream.kind)}
+        if request.api != "chat":
+            body = _for_openai_format(body, target.upstream.kind)
         if body.get("model") == target.model:
             return body
         return {**body, "model": target.model}
@@ -90,9 +93,19 @@ class OpenAIAdapter:
 ADAPTER = OpenAIAdapter()
 
 
+def _for_openai_format(body: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    """A translated request as this provider takes it; a chat client's own body is never touched."""
+    body = dict(body)
+    if isinstance(body.get("messages"), list):
+        body["messages"] = _without_pivot_fields(body["messages"], kind)
+    wanted, other = (("max_completion_tokens", "max_tokens") if kind in _READ_MAX_COMPLETION_TOKENS
+                     else ("max_tokens", "max_completion_tokens"))
+    if other in body:
+        body.setdefault(wanted, body.pop(other))
+    return body
+
+
 def _without_pivot_fields(messages: list[Any], kind: str | None) -> list[Any]:
-    """A translated request's messages as this upstream can take them; a chat client's own body
-    is never touched."""
     drop = _PIVOT_ONLY_FIELDS + (("reasoning_content",) if kind in _REFUSE_REASONING_CONTENT else ())
     return [{key: value for key, value in message.items() if key not in drop}
             if isinstance(message, dict) and any(key in message for key in drop) else message
