@@ -34,7 +34,7 @@ class StreamRecord:
     first_content_ns: int = 0          # arrival of the first event carrying content
     events: int = 0
     content_events: int = 0
-    done: bool = False                 # saw `data: [DONE]` (or Anthropic's message_stop)
+    done: bool = False                 # saw `data: [DONE]` (or Anthropic's message_stop, or response.completed)
     error_event: bool = False          # saw an in-stream error envelope
     # arrival minus upstream send time, per content chunk, in ns (when keep_delays)
     delays_ns: list[int] = field(default_factory=list)
@@ -54,7 +54,7 @@ class StreamRecord:
 
     def _event(self, event: bytes, now: int) -> None:
         self.events += 1
-        if b"[DONE]" in event or b"message_stop" in event:  # OpenAI's end, or Anthropic's
+        if b"[DONE]" in event or b"message_stop" in event or b"event: response.completed" in event:
             self.done = True
             return
         stamp = STAMP.search(event)

@@ -30,14 +30,43 @@ def chat_body(model: str, stream: bool = False) -> bytes:
     return orjson.dumps(body)
 
 
+def responses_body(model: str, stream: bool = False) -> bytes:
+    """The same question in the Responses API's shape."""
+    body = {"model": model, "instructions": "You are a concise assistant.",
+            "input": [{"role": "user", "content": "Say hello in one short sentence, please."}],
+            "max_output_tokens": 64, "temperature": 0, "store": False}
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
+
+
+def messages_body(model: str, stream: bool = False) -> bytes:
+    """The same question in the Anthropic Messages API's shape."""
+    body = {"model": model, "system": "You are a concise assistant.",
+            "messages": [{"role": "user", "content": "Say hello in one short sentence, please."}],
+            "max_tokens": 64, "temperature": 0}
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
+
+
+RESPONSES_PATH = "/v1/responses"
+MESSAGES_PATH = "/v1/messages"
+_BODIES = {RESPONSES_PATH: responses_body, MESSAGES_PATH: messages_body}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     host: str
     port: int
     path: str = CHAT_PATH
+    # the client's API: the body's shape follows the path unless a native upstream takes chat bodies there
+    shaped: bool = True
 
     def request(self, model: str, stream: bool = False) -> bytes:
-        return build_request(self.host, self.port, self.path, chat_body(model, stream))
+        body = _BODIES.get(self.path, chat_body) if self.shaped else chat_body
+        headers = {"anthropic-version": "2023-06-01"} if self.path == MESSAGES_PATH else None
+        return build_request(self.host, self.port, self.path, body(model, stream), headers)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -74,7 +74,7 @@ def summarize_system(runs: dict) -> dict:
     } for level, results in streams.items()}
     burst = runs.get("burst") or []
     summary["burst_chunks_per_s"] = {kind: median(_get(r, kind, "chunks_per_s") for r in burst)
-                                     for kind in ("openai", "anthropic") if any(kind in r for r in burst)}
+                                     for kind in BURST_KINDS if any(kind in r for r in burst)}
     if runs.get("cpu"):
         summary["foreign_cores"] = runs["cpu"].get("foreign_cores")
     if "idle_rss_mb_at_start" in runs:
@@ -286,16 +286,26 @@ def _streams_table(summary: dict, names: list[str]) -> list[str]:
     return lines + [""]
 
 
+BURST_KINDS = ("openai", "anthropic", "responses_chat", "responses_anthropic", "messages_chat", "messages_anthropic")
+_BURST_TITLES = ("chat passthrough", "chat -> Anthropic", "Responses -> chat", "Responses -> Anthropic",
+                 "Messages -> chat", "Messages -> Anthropic (passthrough)")
+
+
 def _burst_table(summary: dict, names: list[str]) -> list[str]:
     systems = summary["systems"]
     lines = ["## Stream throughput, chunks/s (upstream writes as fast as it can)", "",
-             "| system | OpenAI passthrough | Anthropic translated |", "|---|---|---|"]
+             "Client API -> upstream format. The translated columns are also shown as a share of chat "
+             "passthrough in the same run.", "",
+             "| system | " + " | ".join(_BURST_TITLES) + " |", "|---|" + "---|" * len(BURST_KINDS)]
     rows = 0
     for name in names:
         burst = systems[name].get("burst_chunks_per_s") or {}
         if burst:
             rows += 1
-            lines.append(f"| {systems[name]['label']} | {_fmt(burst.get('openai'))} | {_fmt(burst.get('anthropic'))} |")
+            base = burst.get("openai")
+            cells = [_fmt(burst.get(kind)) + _share(burst.get(kind), base if kind != "openai" else None)
+                     for kind in BURST_KINDS]
+            lines.append(f"| {systems[name]['label']} | " + " | ".join(cells) + " |")
     translation = summary.get("translation")
     if translation and "chunks_per_s" in translation:
         lines += ["", f"Translator alone (in process, SSE parse + translate + encode): "
@@ -305,6 +315,10 @@ def _burst_table(summary: dict, names: list[str]) -> list[str]:
     elif translation and "skipped" in translation:
         lines += ["", f"Translator alone: skipped ({translation['skipped']})."]
     return lines + [""] if rows else []
+
+
+def _share(value: float | None, base: float | None) -> str:
+    return f" ({value / base:.0%})" if value and base else ""
 
 
 def _memory_table(summary: dict, names: list[str]) -> list[str]:

@@ -104,19 +104,31 @@ async def phase_streams(system: System, ctx: Context) -> dict:
 
 
 async def phase_burst(system: System, ctx: Context) -> dict:
-    """Chunks per second through the proxy when the upstream writes as fast as it can."""
+    """Chunks per second through the proxy when the upstream writes as fast as it can: chat
+    passthrough and the Anthropic-translated chat stream, then for a proxy that speaks them the
+    Responses and Messages APIs translated onto each upstream format (Messages to Anthropic is
+    a passthrough)."""
     s = ctx.settings
     results = {}
-    openai_endpoint = Endpoint("127.0.0.1", system.port)
-    results["openai"] = await loadgen.stream_throughput(openai_endpoint, system.model(s.burst_model),
-                                                        s.burst_concurrency, s.burst_streams_each)
+    chat = Endpoint("127.0.0.1", system.port)
+
+    async def burst(endpoint: Endpoint, model: str) -> dict:
+        return await loadgen.stream_throughput(endpoint, model, s.burst_concurrency, s.burst_streams_each)
+
+    results["openai"] = await burst(chat, system.model(s.burst_model))
     if system.native:
-        anthropic_endpoint = Endpoint("127.0.0.1", system.port, "/v1/messages")
-        results["anthropic"] = await loadgen.stream_throughput(anthropic_endpoint, s.burst_model,
-                                                               s.burst_concurrency, s.burst_streams_each)
-    elif system.anthropic_model(s.burst_model) is not None:
-        results["anthropic"] = await loadgen.stream_throughput(openai_endpoint, system.anthropic_model(s.burst_model),
-                                                               s.burst_concurrency, s.burst_streams_each)
+        results["anthropic"] = await burst(Endpoint("127.0.0.1", system.port, loadgen.MESSAGES_PATH, shaped=False),
+                                           s.burst_model)
+        return results
+    anthropic_model = system.anthropic_model(s.burst_model)
+    if anthropic_model is None:
+        return results
+    results["anthropic"] = await burst(chat, anthropic_model)
+    if system.name.startswith("byok"):
+        for api, path in (("responses", loadgen.RESPONSES_PATH), ("messages", loadgen.MESSAGES_PATH)):
+            endpoint = Endpoint("127.0.0.1", system.port, path)
+            results[f"{api}_chat"] = await burst(endpoint, system.model(s.burst_model))
+            results[f"{api}_anthropic"] = await burst(endpoint, anthropic_model)
     return results
 
 
