@@ -164,7 +164,8 @@ async def test_after_the_cooldown_one_probe_decides(proxy_factory, main, backup)
     await asyncio.sleep(0.6)
     assert await circuit_state(proxy, "main") == "half_open"
     main.override = None
-    main.delay_before_headers = 0.5  # the probe takes a while; others must not pile onto main meanwhile
+    main.delay_before_headers = 2.0  # the probe takes a while (long enough on a loaded machine for all four
+    # requests to arrive while it runs); others must not pile onto main meanwhile
     results = await asyncio.gather(*(ask(proxy) for _ in range(4)))
     assert sorted(served for _, served, _ in results) == ["backup", "backup", "backup", "main"]
     assert await circuit_state(proxy, "main") == "closed"
