@@ -1,13 +1,14 @@
 """The official anthropic SDK's Messages API through the real proxy: passed through to an Anthropic
 upstream as it is (cache_control, signed thinking, versions), and translated for an OpenAI-format
-chat upstream and the built-in mock; errors in Anthropic's envelope."""
+chat upstream and the built-in mock; count_tokens exact from Anthropic, estimated elsewhere. Every
+error class: tests/test_messages_errors.py."""
 import aiohttp
 import anthropic
 import pytest
 
-from tests.conftest import CLIENT_KEY, anthropic_config
+from tests.conftest import CLIENT_KEY, anthropic_client_for, anthropic_config
 from tests.upstreams import anthropic_rules as rules
-from tests.upstreams.anthropic_upstream import DEFAULT_KEY, Reply, text, thinking, tool_use
+from tests.upstreams.anthropic_upstream import DEFAULT_KEY, Reply, count_input_tokens, text, thinking, tool_use
 
 pytestmark = pytest.mark.timeout(60)
 MODEL = "claude-sonnet-4-6"
@@ -15,18 +16,14 @@ WEATHER = {"name": "get_weather", "description": "Weather in a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
 
-def sdk(proxy) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=proxy.base_url.rsplit("/v1", 1)[0], api_key=CLIENT_KEY, max_retries=0)
-
-
 @pytest.fixture
 async def via_claude(anthropic_upstream, proxy_factory):
-    return sdk(await proxy_factory(anthropic_config(anthropic_upstream, MODEL)))
+    return anthropic_client_for(await proxy_factory(anthropic_config(anthropic_upstream, MODEL)))
 
 
 @pytest.fixture
 async def via_chat(openai_upstream, proxy_factory):
-    return sdk(await proxy_factory(f"""
+    return anthropic_client_for(await proxy_factory(f"""
     upstreams:
       chat: {{base_url: "{openai_upstream.url}/v1", api_key: sk-upstream, discover_models: false}}
       demo: {{format: mock}}
@@ -100,26 +97,35 @@ async def test_the_mock_answers_messages_and_count_tokens_estimates(via_chat):
     assert 100 <= counted.input_tokens <= 1000
 
 
-@pytest.mark.parametrize("bad,error_class", [
-    ({"messages": [{"role": "user", "content": [{"type": "bogus"}]}]}, anthropic.BadRequestError),
-    ({"messages": "nope"}, anthropic.BadRequestError),
-    ({"messages": [{"role": "user", "content": "x"}], "model": "no-such-model"}, anthropic.NotFoundError),
-])
-async def test_bad_input_gets_anthropics_envelope(via_chat, bad, error_class):
-    with pytest.raises(error_class) as caught:
-        await via_chat.messages.create(**{"model": "main", "max_tokens": 10, **bad})
-    assert caught.value.body["type"] == "error" and caught.value.body["error"]["message"]
+async def test_count_tokens_is_anthropics_exact_count_when_anthropic_serves_the_model(anthropic_upstream, via_claude):
+    request = {"system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+               "tools": [WEATHER], "messages": [{"role": "user", "content": "weather in Rome?"}]}
+    counted = await via_claude.messages.count_tokens(
+        model="main", **request, extra_headers={"anthropic-version": "2026-10-21", "anthropic-beta": "token-efficient-tools"})
+    received = anthropic_upstream.requests[-1]
+    assert received.path == "/v1/messages/count_tokens" and received.body == {"model": MODEL, **request}
+    assert counted.input_tokens == count_input_tokens(received.body)
+    assert received.headers["x-api-key"] == DEFAULT_KEY  # the upstream's key, not the client's
+    assert (received.headers["anthropic-version"], received.headers["anthropic-beta"]) == ("2026-10-21",
+                                                                                          "token-efficient-tools")
 
 
-async def test_an_unauthenticated_request_gets_anthropics_401(proxy_factory):
-    proxy = await proxy_factory("""
-    auth: {api_keys: [right-key]}
-    upstreams: {demo: {format: mock}}
-    """)
-    client = anthropic.AsyncAnthropic(base_url=proxy.base_url.rsplit("/v1", 1)[0], api_key="wrong", max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError) as caught:
-        await client.messages.create(model="demo/x", max_tokens=10, messages=[{"role": "user", "content": "x"}])
-    assert caught.value.body["error"]["type"] == "authentication_error"
+async def test_count_tokens_refusals_come_back_in_anthropics_envelope(anthropic_upstream, via_claude):
+    question = [{"role": "user", "content": "hi"}]
+    with pytest.raises(anthropic.BadRequestError) as caught:  # Anthropic's own refusal, its words
+        await via_claude.messages.count_tokens(model="main", messages=question, extra_body={"max_tokens": 10})
+    assert "max_tokens: Extra inputs are not permitted" in caught.value.body["error"]["message"]
+    anthropic_upstream.script(Reply(status=529))
+    with pytest.raises(anthropic.OverloadedError) as overloaded:
+        await via_claude.messages.count_tokens(model="main", messages=question)
+    assert overloaded.value.status_code == 529 and overloaded.value.body["error"]["type"] == "overloaded_error"
+    sent = len(anthropic_upstream.requests)
+    with pytest.raises(anthropic.NotFoundError):  # the proxy's own refusals: nothing is sent
+        await via_claude.messages.count_tokens(model="nope", messages=question)
+    with pytest.raises(anthropic.BadRequestError) as malformed:
+        await via_claude.messages.count_tokens(model="main", messages=[{"role": "user", "content": [{"type": 7}]}])
+    assert "messages[0].content[0]" in malformed.value.body["error"]["message"]
+    assert len(anthropic_upstream.requests) == sent
 
 
 async def test_models_list_in_anthropics_shape_when_asked_with_anthropic_version(via_chat):
