@@ -57,6 +57,30 @@ async def test_cache_control_on_every_block_reaches_anthropic_exactly_as_sent(an
     assert received.headers["x-api-key"] == DEFAULT_KEY  # the proxy's key, not the client's
 
 
+async def test_cached_token_counts_come_back_through_a_passed_through_stream(anthropic_upstream, via_claude):
+    anthropic_upstream.script(Reply(blocks=[text("Cached.")], usage={"cache_read_input_tokens": 40,
+                                                                     "cache_creation_input_tokens": 12}))
+    async with via_claude.messages.stream(model="main", max_tokens=100, messages=[
+            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}]) as stream:
+        final = await stream.get_final_message()
+    assert (final.usage.cache_read_input_tokens, final.usage.cache_creation_input_tokens) == (40, 12)
+    assert anthropic_upstream.requests[-1].body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_chat_upstreams_cached_prompt_tokens_come_back_as_cache_read_input_tokens(via_chat, openai_upstream,
+                                                                                        stream):
+    openai_upstream.cached_tokens = 3  # of its 5 prompt tokens
+    ask = {"model": "main", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        async with via_chat.messages.stream(**ask) as events:
+            answer = await events.get_final_message()
+    else:
+        answer = await via_chat.messages.create(**ask)
+    # Messages counts cache reads apart from input_tokens; chat counts them inside prompt_tokens
+    assert (answer.usage.input_tokens, answer.usage.cache_read_input_tokens) == (2, 3)
+
+
 async def test_signed_thinking_survives_a_tool_round_trip_through_passthrough(anthropic_upstream, via_claude):
     anthropic_upstream.script(Reply(blocks=[thinking("I need the weather tool."), tool_use("get_weather", {"city": "Rome"})]),
                   Reply(blocks=[text("Take an umbrella.")]))
