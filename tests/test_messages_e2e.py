@@ -57,6 +57,37 @@ async def test_cache_control_on_every_block_reaches_anthropic_exactly_as_sent(an
     assert received.headers["x-api-key"] == DEFAULT_KEY  # the proxy's key, not the client's
 
 
+# Features only Anthropic serves: a server tool, a document with citations, an MCP server.
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+DOCUMENT = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "The sky is blue."},
+            "title": "Sky", "citations": {"enabled": True}}
+MCP = [{"type": "url", "url": "https://mcp.example.com/sse", "name": "example"}]
+
+
+async def test_server_tools_documents_and_mcp_servers_pass_through_to_anthropic(anthropic_upstream, via_claude):
+    messages = [{"role": "user", "content": [DOCUMENT, {"type": "text", "text": "What colour is the sky?"}]}]
+    answer = await via_claude.messages.create(model="main", max_tokens=100, tools=[WEB_SEARCH], messages=messages,
+                                              extra_body={"mcp_servers": MCP})
+    assert answer.content[0].text.startswith("echo: ")
+    received = anthropic_upstream.requests[-1].body
+    assert (received["tools"], received["messages"], received["mcp_servers"]) == ([WEB_SEARCH], messages, MCP)
+
+
+@pytest.mark.parametrize("feature,field", [
+    ({"tools": [WEB_SEARCH]}, "tools[0].type"),
+    ({"messages": [{"role": "user", "content": [DOCUMENT]}]}, "messages[0].content[0].type"),
+    ({"mcp_servers": MCP}, "mcp_servers"),
+])
+async def test_features_only_anthropic_serves_are_refused_for_a_chat_upstream(via_chat, openai_upstream, feature,
+                                                                              field):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await via_chat.messages.create(model="main", max_tokens=100, messages=[{"role": "user", "content": "hi"}],
+                                       extra_body=feature)
+    message = caught.value.body["error"]["message"]
+    assert message.startswith(field) or f"'{field}'" in message
+    assert "Anthropic upstream" in message and openai_upstream.requests == []
+
+
 async def test_cached_token_counts_come_back_through_a_passed_through_stream(anthropic_upstream, via_claude):
     anthropic_upstream.script(Reply(blocks=[text("Cached.")], usage={"cache_read_input_tokens": 40,
                                                                      "cache_creation_input_tokens": 12}))

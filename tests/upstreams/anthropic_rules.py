@@ -36,6 +36,7 @@ _ASSISTANT_ONLY = {"tool_use", "thinking", "redacted_thinking"}
 _USER_ONLY = {"tool_result", "image", "document"}
 _ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+_SERVER_TOOL = re.compile(r"^[a-z_]+_\d{8}$")  # web_search_20250305, code_execution_20250825, ...
 _SECRET = b"test-upstream-thinking-key"
 
 
@@ -169,6 +170,12 @@ def _check_tools(tools: Any) -> set[str]:
     for index, tool in enumerate(tools):
         where = f"tools.{index}"
         _require(isinstance(tool, dict), f"{where}: Input should be an object")
+        if tool.get("type") not in (None, "custom"):  # a server tool: its own versioned type and settings
+            _require(isinstance(tool["type"], str) and _SERVER_TOOL.match(tool["type"]),
+                     f"{where}.type: Input tag {tool['type']!r} does not match any of the expected tags")
+            _require(isinstance(tool.get("name"), str), f"{where}.name: Field required")
+            names.add(tool["name"])
+            continue
         _keys(tool, {"name", "description", "input_schema", "cache_control", "strict", "type", "input_examples",
                      "defer_loading", "eager_input_streaming", "allowed_callers"}, f"{where}.custom")
         _require(isinstance(tool.get("name"), str) and _TOOL_NAME.match(tool["name"]),

@@ -14,9 +14,8 @@ from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.inbound import validation
-from proxy.inbound.messages.api import MessagesAPI
+from proxy.inbound.messages.api import MessagesAPI, chat_body, leading_native_targets
 from proxy.inbound.messages.count import estimate_input_tokens
-from proxy.inbound.messages.request import to_chat
 
 
 class CountTokensAPI(MessagesAPI):
@@ -24,22 +23,18 @@ class CountTokensAPI(MessagesAPI):
         """The body is checked as a Messages request would be (a count has no max_tokens, so one is
         assumed); the context is the client's body, for the estimate."""
         body = validation.parse_json_object(raw, limits)
-        pivot, _ = to_chat({"max_tokens": 1, **body})
+        pivot, _ = chat_body({"max_tokens": 1, **body})
         pivot.pop("stream", None)  # a count is one JSON answer, whatever the body says
         validation.check_chat(pivot, limits)
         return pivot, body
 
     def route(self, request: ProxyRequest, body: dict[str, Any]) -> ProxyRequest | ProxyResponse:
-        """The request narrowed to the Anthropic upstreams that lead its targets (fallback among
-        them still works; a chat upstream cannot count), or the estimate when none does."""
-        counting: list = []
-        for target in request.targets:
-            if not request.passes_through(target.upstream):
-                break
-            counting.append(target)
+        """The request narrowed to the Anthropic upstreams that lead its targets (a chat upstream
+        cannot count), or the estimate when none does."""
+        counting = leading_native_targets(request)
         if not counting:
             return ProxyResponse(body=jsonutil.dumps({"input_tokens": estimate_input_tokens(body)}))
-        return request.replace(targets=tuple(counting), target=counting[0])
+        return request.replace(targets=counting, target=counting[0])
 
     def render(self, response: ProxyResponse, context: Any, request: ProxyRequest) -> ProxyResponse:
         return response  # Anthropic's own count, or the estimate: already in Anthropic's shape
