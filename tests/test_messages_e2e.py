@@ -88,6 +88,29 @@ async def test_features_only_anthropic_serves_are_refused_for_a_chat_upstream(vi
     assert "Anthropic upstream" in message and openai_upstream.requests == []
 
 
+async def test_only_the_leading_anthropic_targets_take_what_only_anthropic_serves(anthropic_upstream, openai_upstream,
+                                                                                 proxy_factory):
+    client = anthropic_client_for(await proxy_factory(f"""
+    upstreams:
+      claude: {{base_url: "{anthropic_upstream.base_url}", format: anthropic, api_key: {DEFAULT_KEY}}}
+      chat: {{base_url: "{openai_upstream.url}/v1", api_key: sk-upstream, discover_models: false}}
+    models:
+      claude-first: [claude/{MODEL}, chat/gpt-test]
+      chat-first: [chat/gpt-test, claude/{MODEL}]
+    """))
+    question = [{"role": "user", "content": "hi"}]
+    anthropic_upstream.script(Reply(status=529), Reply(status=529), Reply(status=529))
+    plain = await client.messages.create(model="claude-first", max_tokens=10, messages=question)
+    assert plain.content[0].text == "hello from upstream"  # a plain request falls back to the chat upstream
+    with pytest.raises(anthropic.OverloadedError):  # one with a server tool cannot
+        await client.messages.create(model="claude-first", max_tokens=10, messages=question, tools=[WEB_SEARCH])
+    with pytest.raises(anthropic.OverloadedError):  # nor can a count: a chat upstream has no exact one
+        await client.messages.count_tokens(model="claude-first", messages=question)
+    assert len(openai_upstream.requests) == 1
+    estimated = await client.messages.count_tokens(model="chat-first", messages=question)
+    assert estimated.input_tokens >= 1 and len(anthropic_upstream.requests) == 3 and len(openai_upstream.requests) == 1
+
+
 async def test_cached_token_counts_come_back_through_a_passed_through_stream(anthropic_upstream, via_claude):
     anthropic_upstream.script(Reply(blocks=[text("Cached.")], usage={"cache_read_input_tokens": 40,
                                                                      "cache_creation_input_tokens": 12}))
