@@ -33,8 +33,9 @@ CLIENTS = (
     Client("Codex CLI", "Responses", ("tests/agents/test_codex_through_proxy.py",)),
     Client("OpenAI Agents SDK", "Responses", ("tests/test_agents_sdk.py",)),
     Client("openai SDK", "Responses", ("tests/test_responses_e2e.py", "tests/test_anthropic_prompt_caching.py")),
-    Client("Claude Code", "Messages", ("tests/agents/test_agents_through_proxy.py",)),
-    Client("anthropic SDK", "Messages", ("tests/test_messages_e2e.py",)),
+    Client("Claude Code", "Messages", ("tests/agents/test_agents_through_proxy.py",
+                                       "tests/agents/test_claude_through_proxy.py")),
+    Client("anthropic SDK", "Messages", ("tests/test_messages_e2e.py", "tests/test_messages_errors.py")),
 )
 
 

@@ -1,3 +1,4 @@
+import anthropic
 import pytest
 from openai import AsyncOpenAI
 
@@ -53,12 +54,20 @@ async def proxy_factory():
         await proxy.close()
 
 
-_open_clients: list[AsyncOpenAI] = []
+_open_clients: list[AsyncOpenAI | anthropic.AsyncAnthropic] = []
 
 
 def client_for(proxy, api_key: str = CLIENT_KEY, **kwargs) -> AsyncOpenAI:
     """An AsyncOpenAI client for a running proxy; closed automatically after the test."""
     client = AsyncOpenAI(base_url=proxy.base_url, api_key=api_key, max_retries=0, **kwargs)
+    _open_clients.append(client)
+    return client
+
+
+def anthropic_client_for(proxy, api_key: str = CLIENT_KEY, **kwargs) -> anthropic.AsyncAnthropic:
+    """An AsyncAnthropic client for a running proxy (the SDK appends /v1/messages to the origin);
+    `auth_token=` instead of `api_key` sends the key as a Bearer token. Closed after the test."""
+    client = anthropic.AsyncAnthropic(base_url=proxy.url, api_key=api_key, max_retries=0, **kwargs)
     _open_clients.append(client)
     return client
 

@@ -11,3 +11,13 @@ class TagRequests:
         response = await call_next(request.replace(body=body))
         response.headers["x-plugin-tag"] = self.tag
         return response
+
+
+class FailsInside:
+    """A plugin with a bug: every request it sees raises an exception no middleware expects."""
+
+    def __init__(self, context):
+        pass
+
+    async def __call__(self, request, call_next):
+        raise RuntimeError("a bug in a plugin")

@@ -6,6 +6,10 @@ body (`parse`), and turns the chain's answer back (`render`): an answer already 
 (an upstream that speaks the client's API natively, passed through) is left as it is; a chat
 answer or chat stream is translated, event by event. Errors leave in its own envelope (`error`).
 
+An API may also decide, once the request is routed, to answer it without an upstream or to narrow its
+targets: an optional `route(request, context)` returning the ProxyRequest to send through the chain
+or the ProxyResponse to answer with (Messages' count_tokens: exact from Anthropic, else estimated).
+
 A new inbound API is one module (or package) implementing InboundAPI plus one line in APIS.
 """
 from __future__ import annotations
@@ -48,4 +52,5 @@ APIS: dict[str, Any] = {
     "chat/completions": "proxy.inbound.chat",
     "responses": "proxy.inbound.responses.api",
     "messages": "proxy.inbound.messages.api",
+    "messages/count_tokens": "proxy.inbound.messages.count_api",
 }

@@ -24,7 +24,7 @@ from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError, Reques
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.inbound import validation
-from proxy.inbound.messages.catalog import anthropic_model_list, count_tokens
+from proxy.inbound.messages.catalog import anthropic_model_list
 from proxy.observability.logs import record_refusal
 from proxy.server import incoming
 from proxy.server.guard import GuardedRunner
@@ -87,7 +87,6 @@ class ProxyApp:
         app.router.add_get("/", self.status_page)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/upstreams", self.upstreams)
-        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_route("*", "/v1/{path:.*}", self.proxy)
         app.on_startup.append(lambda _: self.start())
         app.on_cleanup.append(lambda _: self.close())
@@ -137,19 +136,6 @@ class ProxyApp:
         payload = self.services.catalog.models_payload()
         return _json(anthropic_model_list(payload) if anthropic else payload)
 
-    async def count_tokens(self, request: web.Request) -> web.Response:
-        """`POST /v1/messages/count_tokens`: an offline estimate (proxy/inbound/messages/count.py)."""
-        api = inbound.api_for("messages")
-        try:
-            self._authenticate(request)
-            config = self.config
-            raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
-            body = validation.parse_json_object(raw, config.limits)
-            self.runtime.router.resolve(validation.check_model_field(body))  # an unknown model is a 404
-            return _json(count_tokens(body))
-        except ProxyError as exc:
-            return _error_response(exc, "", api)
-
     async def upstreams(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         return _json(self._health_snapshot())
@@ -181,7 +167,12 @@ class ProxyApp:
         api = inbound.api_for(path) if request.method == "POST" else None
         try:
             proxy_request, context = await self._proxy_request(request, request_id, runtime, received, path, api)
-            response = await runtime.handler(proxy_request)
+            routed = api.route(proxy_request, context) if hasattr(api, "route") else proxy_request
+            if isinstance(routed, ProxyResponse):  # answered by the proxy itself
+                response = routed
+            else:
+                proxy_request = routed
+                response = await runtime.handler(proxy_request)
             if api is not None:
                 response = api.render(response, context, proxy_request)
         except ProxyError as exc:

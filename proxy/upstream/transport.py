@@ -63,9 +63,9 @@ class Transport:
     def _outgoing(self, request: ProxyRequest, target: Target) -> tuple[str, bytes, str]:
         """The path (below the base URL), body and content type the upstream is sent."""
         upstream = target.upstream
-        if request.passes_through(upstream):
+        if request.passes_through(upstream):  # the upstream speaks the client's API: the client's path too
             adapter = adapter_for(upstream.format)
-            return adapter.chat_path, adapter.encode_native(request, target), "application/json"
+            return request.path, adapter.encode_native(request, target), "application/json"
         if request.is_chat:
             adapter = adapter_for(upstream.format)
             native = merge_options(adapter.encode_chat(request, target), target)

@@ -20,6 +20,9 @@ _TOP_LEVEL = {"model", "messages", "max_tokens", "system", "metadata", "stop_seq
               "tool_choice", "thinking", "output_config", "service_tier", "cache_control", "container",
               "inference_geo", "speed", "diagnostics", "context_management", "mcp_servers"}
 _SAMPLING = {"temperature", "top_p", "top_k"}
+# The body of count_tokens: stable fields, then the beta ones the SDK's beta client may send.
+_COUNT_TOP_LEVEL = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "cache_control",
+                    "context_management", "mcp_servers", "speed", "output_format"}
 _BLOCK_KEYS = {
     "text": {"type", "text", "cache_control", "citations"},
     "image": {"type", "source", "cache_control"},
@@ -33,6 +36,7 @@ _ASSISTANT_ONLY = {"tool_use", "thinking", "redacted_thinking"}
 _USER_ONLY = {"tool_result", "image", "document"}
 _ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+_SERVER_TOOL = re.compile(r"^[a-z_]+_\d{8}$")  # web_search_20250305, code_execution_20250825, ...
 _SECRET = b"test-upstream-thinking-key"
 
 
@@ -64,6 +68,24 @@ def _redacted_ok(data: str) -> bool:
 def check_request(body: Any, version: str, legacy_sampling_pair: bool = False) -> str | None:
     try:
         _check(body, version, legacy_sampling_pair)
+    except Invalid as problem:
+        return str(problem)
+    return None
+
+
+def check_count_request(body: Any) -> str | None:
+    """`POST /v1/messages/count_tokens` ("Count tokens in a Message"): the input fields of a
+    Messages request, checked as there; what only shapes the output (max_tokens, sampling,
+    stop_sequences, metadata, stream) is an extra input."""
+    try:
+        _require(isinstance(body, dict), "body: Input should be an object")
+        for key in body:
+            _require(key in _COUNT_TOP_LEVEL, f"{key}: Extra inputs are not permitted")
+        _require(isinstance(body.get("model"), str) and body["model"], "model: Field required")
+        _check_system(body.get("system"))
+        _check_tool_choice(body.get("tool_choice"), _check_tools(body.get("tools")))
+        _check_messages(body.get("messages"), _check_thinking(body))
+        _check_optional(body)
     except Invalid as problem:
         return str(problem)
     return None
@@ -148,6 +170,12 @@ def _check_tools(tools: Any) -> set[str]:
     for index, tool in enumerate(tools):
         where = f"tools.{index}"
         _require(isinstance(tool, dict), f"{where}: Input should be an object")
+        if tool.get("type") not in (None, "custom"):  # a server tool: its own versioned type and settings
+            _require(isinstance(tool["type"], str) and _SERVER_TOOL.match(tool["type"]),
+                     f"{where}.type: Input tag {tool['type']!r} does not match any of the expected tags")
+            _require(isinstance(tool.get("name"), str), f"{where}.name: Field required")
+            names.add(tool["name"])
+            continue
         _keys(tool, {"name", "description", "input_schema", "cache_control", "strict", "type", "input_examples",
                      "defer_loading", "eager_input_streaming", "allowed_callers"}, f"{where}.custom")
         _require(isinstance(tool.get("name"), str) and _TOOL_NAME.match(tool["name"]),
@@ -187,7 +215,7 @@ def _check_thinking(body: dict) -> bool:
         budget = thinking.get("budget_tokens")
         _require(_is_int(budget), "thinking.enabled.budget_tokens: Field required")
         _require(budget >= 1024, "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
-        _require(budget < body["max_tokens"], "`max_tokens` must be greater than `thinking.budget_tokens`. "
+        _require("max_tokens" not in body or budget < body["max_tokens"], "`max_tokens` must be greater than `thinking.budget_tokens`. "
                  "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
     if body.get("temperature") is not None and body["temperature"] != 1:
         raise Invalid("`temperature` may only be set to 1 when thinking is enabled or in adaptive mode.")

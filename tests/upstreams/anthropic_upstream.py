@@ -3,6 +3,8 @@
 Faithful to the documented wire format (checked against the official `anthropic`
 SDK in tests/test_anthropic_upstream.py):
   POST /v1/messages     JSON or SSE (`stream: true`), validated by anthropic_rules
+  POST /v1/messages/count_tokens   `{"input_tokens": N}` (count_input_tokens), the body
+                        validated as the input of a Messages request (check_count_request)
   GET  /v1/models       paginated: `limit` (1-1000, default 20), `after_id`/`before_id`,
                         `{"data", "has_more", "first_id", "last_id"}`
   GET  /v1/models/{id}
@@ -115,6 +117,7 @@ class AnthropicUpstream:
     async def start(self) -> "AnthropicUpstream":
         app = web.Application(client_max_size=self.max_body_bytes * 2)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_get("/v1/models/{model_id}", self._get_model)
         self._runner, self.port = await serve(app, access_log=None)
@@ -151,13 +154,18 @@ class AnthropicUpstream:
             return error_response(400, "invalid_request_error", f"anthropic-version: unknown version '{version}'")
         return None
 
-    async def _messages(self, request: web.Request) -> web.StreamResponse:
+    async def _received(self, request: web.Request) -> tuple[bytes, Any]:
+        """The raw body and its JSON (its text when it is not JSON), recorded in `requests`."""
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        self.requests.append(Recorded("/v1/messages", {k.lower(): v for k, v in request.headers.items()}, body))
+        self.requests.append(Recorded(request.path, {k.lower(): v for k, v in request.headers.items()}, body))
+        return raw, body
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        raw, body = await self._received(request)
         refusal = self._refusal(request)
         if refusal is not None:
             return refusal
@@ -178,6 +186,21 @@ class AnthropicUpstream:
         if not body.get("stream"):
             return web.json_response(message, headers={"request-id": _request_id(), **reply.headers})
         return await self._stream(request, message, reply)
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        _, body = await self._received(request)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        problem = rules.check_count_request(body)
+        if problem is not None:
+            return error_response(400, "invalid_request_error", problem)
+        if not any(model["id"] == body["model"] for model in self.models):
+            return error_response(404, "not_found_error", f"model: {body['model']}")
+        reply = self.replies.popleft() if self.replies else None
+        if reply is not None and reply.status is not None:
+            return error_response(reply.status, reply.error_type, reply.error_message, reply.headers)
+        return web.json_response({"input_tokens": count_input_tokens(body)}, headers={"request-id": _request_id()})
 
     async def _stream(self, request: web.Request, message: dict[str, Any], reply: Reply) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -251,6 +274,13 @@ def _request_id() -> str:
 def error_response(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     body = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": _request_id()}
     return web.json_response(body, status=status, headers={"request-id": body["request_id"], **(headers or {})})
+
+
+def count_input_tokens(body: dict[str, Any]) -> int:
+    """This upstream's exact count: a token per 4 bytes of the compact JSON of system, messages
+    and tools, plus 7 for the request's framing (what a client cannot guess without asking)."""
+    counted = [body.get("system"), body.get("messages"), body.get("tools")]
+    return len(json.dumps(counted, separators=(",", ":"))) // 4 + 7
 
 
 def echo_reply(body: dict[str, Any]) -> Reply:

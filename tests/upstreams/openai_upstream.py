@@ -3,6 +3,9 @@
 Written to the documented Chat Completions wire format: JSON completions,
 SSE `chat.completion.chunk` streams ending in `data: [DONE]`, the usage chunk
 with empty `choices` when `stream_options.include_usage`, and error envelopes.
+Tool calls stream as the spec shows them: the first chunk of a call carries its
+`index`, `id`, `type` and name with empty arguments, later chunks only `index` and
+argument fragments, and the choice finishes with `finish_reason: "tool_calls"`.
 Tests steer it through attributes and read what it received from `requests`.
 """
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -41,6 +45,11 @@ class OpenAIUpstream:
     chunks: list[str] | None = None
     chunk_delay: float = 0.0
     delay_before_headers: float = 0.0
+    # Scripted tool calls: each chat completion takes the next turn, if any, and calls its tools
+    # instead of answering `reply`. A turn is a list of ToolCall.
+    tool_turns: deque = field(default_factory=deque)
+    # Prompt tokens the upstream reports as served from its cache (prompt_tokens_details.cached_tokens).
+    cached_tokens: int = 0
     fail_status: int | None = None
     fail_body: Any = None
     fail_headers: dict[str, str] = field(default_factory=dict)
@@ -111,37 +120,72 @@ class OpenAIUpstream:
                                       "usage": {"prompt_tokens": 3, "total_tokens": 3}})
         if path.endswith("/chat/completions"):
             data = json.loads(body)
+            calls = self.tool_turns.popleft() if self.tool_turns else []
             if data.get("stream"):
-                return await self._stream(request, data)
-            return web.json_response(self.completion(data))
+                return await self._stream(request, data, calls)
+            return web.json_response(self.completion(data, calls))
         return web.json_response({"error": {"message": f"no route {path}", "type": "invalid_request_error",
                                             "param": None, "code": None}}, status=404)
 
-    def completion(self, data: dict[str, Any]) -> dict[str, Any]:
+    def completion(self, data: dict[str, Any], calls: list["ToolCall"] = ()) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": None if calls else self.reply, "refusal": None}
+        if calls:
+            message["tool_calls"] = [call.whole() for call in calls]
         return {"id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": data["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply, "refusal": None},
-                             "logprobs": None, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}}
+                "choices": [{"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": "tool_calls" if calls else "stop"}],
+                "usage": self._usage(4)}
 
-    async def _stream(self, request: web.Request, data: dict[str, Any]) -> web.StreamResponse:
+    def _usage(self, completion_tokens: int) -> dict[str, Any]:
+        usage: dict[str, Any] = {"prompt_tokens": 5, "completion_tokens": completion_tokens,
+                                 "total_tokens": 5 + completion_tokens}
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
+
+    async def _stream(self, request: web.Request, data: dict[str, Any],
+                      calls: list["ToolCall"] = ()) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        pieces = self.chunks if self.chunks is not None else _words(self.reply)
+        pieces = [] if calls else self.chunks if self.chunks is not None else _words(self.reply)
+        deltas = [{"content": piece} for piece in pieces]
+        deltas += [delta for index, call in enumerate(calls) for delta in call.deltas(index)]
         await response.write(_sse(_chunk(data["model"], {"role": "assistant", "content": ""}, include_usage)))
-        for piece in pieces:
+        for delta in deltas:
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
             self.emitted_at.append(time.monotonic())
-            await response.write(_sse(_chunk(data["model"], {"content": piece}, include_usage)))
-        await response.write(_sse(_chunk(data["model"], {}, include_usage, finish="stop")))
+            await response.write(_sse(_chunk(data["model"], delta, include_usage)))
+        finish = "tool_calls" if calls else "stop"
+        await response.write(_sse(_chunk(data["model"], {}, include_usage, finish=finish)))
         if include_usage:
             await response.write(_sse({"id": "chatcmpl-test", "object": "chat.completion.chunk",
                                        "created": 1700000000, "model": data["model"], "choices": [],
-                                       "usage": {"prompt_tokens": 5, "completion_tokens": len(pieces),
-                                                 "total_tokens": 5 + len(pieces)}}))
+                                       "usage": self._usage(len(deltas))}))
         await response.write(b"data: [DONE]\n\n")
         return response
+
+
+@dataclass
+class ToolCall:
+    """One function call a scripted turn makes (see OpenAIUpstream.tool_turns)."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = "call_1"
+
+    def whole(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name,
+                                                                 "arguments": json.dumps(self.arguments)}}
+
+    def deltas(self, index: int, size: int = 8) -> list[dict[str, Any]]:
+        """The call as stream deltas: its head with empty arguments, then the arguments in pieces."""
+        head = {"index": index, "id": self.id, "type": "function", "function": {"name": self.name, "arguments": ""}}
+        arguments = json.dumps(self.arguments)
+        pieces = [{"index": index, "function": {"arguments": arguments[i:i + size]}}
+                  for i in range(0, len(arguments), size)]
+        return [{"tool_calls": [call]} for call in [head, *pieces]]
 
 
 def _words(text: str) -> list[str]:

@@ -3,7 +3,10 @@
 To an Anthropic upstream the request passes through as it is (the transport sends the client's
 own body and returns the upstream's own events); to any other upstream the Messages request is
 translated into the chat pivot and the chat answer or stream back into a Message or Messages
-events. Errors leave in Anthropic's envelope with Anthropic's statuses."""
+events. Errors leave in Anthropic's envelope with Anthropic's statuses. Documents, server tools,
+MCP servers and the other features only Anthropic can serve are passed through when Anthropic
+upstreams lead the model's targets, and refused (400, naming the field) when a chat upstream
+would have to take them."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,11 +14,12 @@ from typing import Any
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
 from proxy.core.errors import ProxyError
-from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.inbound import validation
 from proxy.inbound.messages.answer import from_chat
 from proxy.inbound.messages.errors import envelope, error_event
-from proxy.inbound.messages.request import MessagesContext, to_chat
+from proxy.inbound.messages.content import AnthropicOnly
+from proxy.inbound.messages.request import MessagesContext, passthrough_only, to_chat
 from proxy.inbound.messages.stream import ChatToMessagesStream
 from proxy.streams.wrapper import FailureAsEvent
 
@@ -24,10 +28,18 @@ class MessagesAPI:
     name = "messages"
 
     def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], MessagesContext]:
-        body = validation.parse_json_object(raw, limits)
-        pivot, context = to_chat(body)
+        pivot, context = chat_body(validation.parse_json_object(raw, limits))
         validation.check_chat(pivot, limits)
         return pivot, context
+
+    def route(self, request: ProxyRequest, context: MessagesContext) -> ProxyRequest:
+        """A request only Anthropic can serve goes only to the Anthropic upstreams leading its targets."""
+        if context.anthropic_only is None:
+            return request
+        native = leading_native_targets(request)
+        if not native:
+            raise context.anthropic_only
+        return request.replace(targets=native, target=native[0])
 
     def render(self, response: ProxyResponse, context: MessagesContext, request: ProxyRequest) -> ProxyResponse:
         upstream = response.upstream or "upstream"
@@ -46,6 +58,26 @@ class MessagesAPI:
 
     def error(self, error: ProxyError) -> tuple[int, bytes, dict[str, str]]:
         return envelope(error)
+
+
+def chat_body(body: dict[str, Any]) -> tuple[dict[str, Any], MessagesContext]:
+    """The chain's body for a Messages request: translated, or, when only an Anthropic upstream
+    can serve it, the few fields the chain reads (request.passthrough_only)."""
+    try:
+        return to_chat(body)
+    except AnthropicOnly as refusal:
+        return passthrough_only(body, refusal)
+
+
+def leading_native_targets(request: ProxyRequest) -> tuple[Target, ...]:
+    """The targets that speak Messages themselves, up to the first that does not (fallback
+    among them still works; one that would need translation is never tried)."""
+    native: list[Target] = []
+    for target in request.targets:
+        if not request.passes_through(target.upstream):
+            break
+        native.append(target)
+    return tuple(native)
 
 
 def _error_event(exc: Exception):

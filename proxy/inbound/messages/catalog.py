@@ -1,11 +1,9 @@
-"""The model list and token counting as Anthropic clients read them."""
+"""The model list as Anthropic clients read it."""
 from __future__ import annotations
 
 import datetime
 from typing import Any, Mapping
 
-from proxy.inbound.messages.count import estimate_input_tokens
-from proxy.inbound.messages.request import to_chat
 
 
 def anthropic_model_list(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -16,13 +14,6 @@ def anthropic_model_list(payload: Mapping[str, Any]) -> dict[str, Any]:
              "created_at": _iso(entry.get("created"))} for entry in payload.get("data", ())]
     return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None}
-
-
-def count_tokens(body: Any) -> dict[str, int]:
-    """`POST /v1/messages/count_tokens`, answered offline: the body is checked as a Messages
-    request would be (it has no max_tokens, so one is assumed), then estimated (count.py)."""
-    to_chat({"max_tokens": 1, **body} if isinstance(body, dict) else body)
-    return {"input_tokens": estimate_input_tokens(body)}
 
 
 def _iso(created: Any) -> str:

@@ -25,6 +25,12 @@ TOOL_IMAGES_LABEL = "Image output of tool call {id}:"
 _ANTHROPIC_ONLY = "can only be sent to an Anthropic upstream; this model is served by a chat-completions upstream"
 
 
+class AnthropicOnly(InvalidRequest):
+    """A feature only an Anthropic upstream can serve (documents, server tools and their blocks,
+    Files API images, MCP servers, containers): such a request is passed through to Anthropic, and
+    refused with this error only when routing finds no Anthropic upstream to send it to."""
+
+
 def system_message(system: Any) -> dict[str, Any] | None:
     """`system` (a string or text blocks) -> one system message, or None when empty."""
     if system is None:
@@ -213,11 +219,13 @@ def _block_type(block: Any, where: str) -> str:
 
 def _refused(kind: str, where: str, turn: str) -> InvalidRequest:
     if kind == "document":
-        detail = f"document blocks (PDF and text documents) {_ANTHROPIC_ONLY}"
-    elif kind in ("text", "image", "tool_result", "tool_use", "thinking", "redacted_thinking"):
+        return AnthropicOnly(f"{where}.type: document blocks (PDF and text documents) {_ANTHROPIC_ONLY}",
+                             param=f"{where}.type")
+    if kind == "server_tool_use" or kind.endswith("_tool_result") or kind in ("search_result", "container_upload"):
+        return AnthropicOnly(f"{where}.type: '{kind}' blocks belong to Anthropic's server tools and {_ANTHROPIC_ONLY}",
+                             param=f"{where}.type")
+    if kind in ("text", "image", "tool_result", "tool_use", "thinking", "redacted_thinking"):
         detail = f"'{kind}' blocks cannot appear in {turn} turn"
-    elif kind == "server_tool_use" or kind.endswith("_tool_result") or kind in ("search_result", "container_upload"):
-        detail = f"'{kind}' blocks belong to Anthropic's server tools and {_ANTHROPIC_ONLY}"
     else:
         detail = f"unknown content block type '{kind}'"
     return InvalidRequest(f"{where}.type: {detail}", param=f"{where}.type")
@@ -257,7 +265,7 @@ def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise InvalidRequest(f"{at}.url must be an http(s) URL", param=f"{at}.url")
     elif kind == "file":
-        raise InvalidRequest(f"{at}.type: Files API images {_ANTHROPIC_ONLY}", param=f"{at}.type")
+        raise AnthropicOnly(f"{at}.type: Files API images {_ANTHROPIC_ONLY}", param=f"{at}.type")
     else:
         raise InvalidRequest(f"{at}.type must be 'base64' or 'url'", param=f"{at}.type")
     part: dict[str, Any] = {"type": "image_url", "image_url": {"url": url}}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from proxy.core.errors import InvalidRequest
-from proxy.inbound.messages.content import chat_messages, system_message
+from proxy.inbound.messages.content import AnthropicOnly, chat_messages, system_message
 from proxy.inbound.messages.count import estimate_input_tokens
 
 # A thinking budget becomes the smallest effort level whose budget covers it (xhigh past the
@@ -49,6 +49,8 @@ class MessagesContext:
     thinking: bool = False                  # thinking enabled/adaptive: reasoning is returned as thinking blocks
     stream: bool = False
     estimated_input_tokens: int = 1         # count.estimate_input_tokens; message_start's input_tokens
+    # Set when only an Anthropic upstream can serve the request: raised if routing finds none first.
+    anthropic_only: AnthropicOnly | None = None
 
 
 def to_chat(body: Any, *, budgets: Mapping[str, int] | None = None) -> tuple[dict[str, Any], MessagesContext]:
@@ -62,7 +64,7 @@ def to_chat(body: Any, *, budgets: Mapping[str, int] | None = None) -> tuple[dic
     model, max_tokens = _model(body), _max_tokens(body)
     for name in ("container", "mcp_servers"):
         if body.get(name) is not None:
-            raise InvalidRequest(f"'{name}' {_ANTHROPIC_ONLY}", param=name)
+            raise AnthropicOnly(f"'{name}' {_ANTHROPIC_ONLY}", param=name)
     system = system_message(body.get("system"))
     chat: dict[str, Any] = {"model": model,
                             "messages": ([system] if system else []) + chat_messages(body.get("messages")),
@@ -76,6 +78,20 @@ def to_chat(body: Any, *, budgets: Mapping[str, int] | None = None) -> tuple[dic
     context = MessagesContext(model=model, max_tokens=max_tokens, stop_sequences=stops, thinking=thinking,
                               stream=chat.get("stream", False), estimated_input_tokens=estimate_input_tokens(body))
     return chat, context
+
+
+def passthrough_only(body: dict[str, Any], refusal: AnthropicOnly) -> tuple[dict[str, Any], MessagesContext]:
+    """The chain's body for a request only an Anthropic upstream can serve (`refusal` says why),
+    which is never translated: what the chain reads (model, max_tokens, stream, the reasoning level)
+    and the messages as they are, for the limits on their number and shape."""
+    model, max_tokens = _model(body), _max_tokens(body)
+    effort, thinking = _reasoning(body.get("thinking"), body.get("output_config"), DEFAULT_BUDGETS)
+    stream = _flag(body, "stream")
+    chat: dict[str, Any] = {"model": model, "messages": body.get("messages"), "max_tokens": max_tokens,
+                            **({"stream": True} if stream else {}),
+                            **({"reasoning_effort": effort} if effort is not None else {})}
+    return chat, MessagesContext(model=model, max_tokens=max_tokens, thinking=thinking, stream=stream,
+                                 estimated_input_tokens=estimate_input_tokens(body), anthropic_only=refusal)
 
 
 def _options(body: dict[str, Any], stops: tuple[str, ...]) -> dict[str, Any]:
@@ -146,8 +162,8 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
         raise InvalidRequest(f"{where} must be an object", param=where)
     kind = tool.get("type")
     if kind not in (None, "custom"):
-        raise InvalidRequest(f"{where}.type: '{kind}' is an Anthropic server tool and {_ANTHROPIC_ONLY}",
-                             param=f"{where}.type")
+        raise AnthropicOnly(f"{where}.type: '{kind}' is an Anthropic server tool and {_ANTHROPIC_ONLY}",
+                            param=f"{where}.type")
     name, schema, description = tool.get("name"), tool.get("input_schema"), tool.get("description")
     if not isinstance(name, str) or not name:
         raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")

@@ -21,22 +21,33 @@ from proxy.wire.anthropic.response import error_from_body, error_from_event, ope
 # Events after which the answer has begun: the first delta of any block (thinking counts, so the
 # first byte is not held until thinking ends), or the end.
 _COMMITTING = frozenset({"content_block_delta", "message_delta", "message_stop"})
+# Anthropic's token counting endpoint, below the base URL like `messages`.
+COUNT_PATH = "messages/count_tokens"
 
 
 def encode_native(request: ProxyRequest, target: Target) -> bytes:
+    """The client's body for `target`: a Messages request, or a count_tokens one (COUNT_PATH),
+    whose body takes no generation settings, so `options:` are not merged into it."""
     try:
         body = jsonutil.loads(request.native_body)
     except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
     body["model"] = target.model
-    pivot = request.body or {}
+    body = _with_default_thinking(body, request.body or {})
+    if request.path == COUNT_PATH:
+        return jsonutil.dumps(body)
+    return jsonutil.dumps(merge_options(body, target))
+
+
+def _with_default_thinking(body: dict[str, Any], pivot: dict[str, Any]) -> dict[str, Any]:
+    """`body` with the thinking the chain decided when the client asked for none."""
     if "thinking" not in body and isinstance(pivot.get("thinking"), dict):
         # The alias's or model's reasoning default, in this upstream's dialect (plugins/reasoning).
         body["thinking"] = pivot["thinking"]
         budget = pivot["thinking"].get("budget_tokens")
         if isinstance(budget, int) and isinstance(body.get("max_tokens"), int) and body["max_tokens"] <= budget:
             body["max_tokens"] = budget + body["max_tokens"]
-    return jsonutil.dumps(merge_options(body, target))
+    return body
 
 
 def decode_native(payload: bytes, request: ProxyRequest, target: Target) -> bytes:

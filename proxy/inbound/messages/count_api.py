@@ -1,0 +1,43 @@
+"""`POST /v1/messages/count_tokens` as an inbound API (see proxy/inbound/__init__.py).
+
+Exact where it can be: when the model's first target is an Anthropic upstream, the client's
+body is passed through the chain to that upstream's own count_tokens (its auth, the client's
+anthropic-version and anthropic-beta; only `model` rewritten) and Anthropic's answer comes back
+as it is. Otherwise no upstream can count this model's tokens, so the proxy answers with the
+offline estimate of count.py, without a call. Errors leave in Anthropic's envelope.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.config.model import LimitsConfig
+from proxy.core import jsonutil
+from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.inbound import validation
+from proxy.inbound.messages.api import MessagesAPI, chat_body, leading_native_targets
+from proxy.inbound.messages.count import estimate_input_tokens
+
+
+class CountTokensAPI(MessagesAPI):
+    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The body is checked as a Messages request would be (a count has no max_tokens, so one is
+        assumed); the context is the client's body, for the estimate."""
+        body = validation.parse_json_object(raw, limits)
+        pivot, _ = chat_body({"max_tokens": 1, **body})
+        pivot.pop("stream", None)  # a count is one JSON answer, whatever the body says
+        validation.check_chat(pivot, limits)
+        return pivot, body
+
+    def route(self, request: ProxyRequest, body: dict[str, Any]) -> ProxyRequest | ProxyResponse:
+        """The request narrowed to the Anthropic upstreams that lead its targets (a chat upstream
+        cannot count), or the estimate when none does."""
+        counting = leading_native_targets(request)
+        if not counting:
+            return ProxyResponse(body=jsonutil.dumps({"input_tokens": estimate_input_tokens(body)}))
+        return request.replace(targets=counting, target=counting[0])
+
+    def render(self, response: ProxyResponse, context: Any, request: ProxyRequest) -> ProxyResponse:
+        return response  # Anthropic's own count, or the estimate: already in Anthropic's shape
+
+
+API = CountTokensAPI()
