@@ -55,7 +55,10 @@ class Transport:
         if pool is None:
             return await mock.respond(request, target)
         path, body, content_type = self._outgoing(request, target)
-        return await self._send(request, target, pool.target(path, request.query if not request.is_chat else ""),
+        # A translated request goes to the upstream's own endpoint, where the client's query means
+        # nothing; a passed-through one keeps it (Claude Code asks Anthropic for /v1/messages?beta=true).
+        keeps_query = not request.is_chat or request.passes_through(target.upstream)
+        return await self._send(request, target, pool.target(path, request.query if keeps_query else ""),
                                 body, content_type)
 
     # ---- building the outgoing request ------------------------------------------------------

@@ -100,6 +100,7 @@ async def test_claude_code_text_answer_through_an_anthropic_upstream(anthropic_u
     assert len(sent) == 1 and sent[0].body["model"] == MAIN_MODEL and sent[0].body["stream"] is True, why
     assert sent[0].headers["x-api-key"] == DEFAULT_KEY, why  # the upstream's key; Claude Code's stays at the proxy
     assert "claude-code-20250219" in sent[0].headers["anthropic-beta"], why  # Claude Code's betas reach Anthropic
+    assert sent[0].query == "beta=true", why  # and so does its query, as it would talking to Anthropic
 
 
 async def test_claude_code_read_tool_round_trip_through_an_anthropic_upstream(anthropic_upstream, via_anthropic,

@@ -77,6 +77,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    query: str = ""
 
 
 STATUS_FOR = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
@@ -161,7 +162,8 @@ class AnthropicUpstream:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        self.requests.append(Recorded(request.path, {k.lower(): v for k, v in request.headers.items()}, body))
+        self.requests.append(Recorded(request.path, {k.lower(): v for k, v in request.headers.items()}, body,
+                                      request.query_string))
         return raw, body
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
