@@ -65,7 +65,7 @@ class PluginLoadError(Exception):
     pass
 
 
-def load_builtin(module_name: str, context: PluginContext) -> Any | None:
+def load_builtin(module_name: str, context: PluginContext) -> Middleware | None:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -75,7 +75,7 @@ def load_builtin(module_name: str, context: PluginContext) -> Any | None:
     return module.create(context)
 
 
-def load_user_plugin(spec: PluginSpec, context: PluginContext) -> Any:
+def load_user_plugin(spec: PluginSpec, context: PluginContext) -> Middleware:
     module_name, _, attribute = spec.path.replace(":", ".").rpartition(".")
     try:
         module = importlib.import_module(module_name)
@@ -94,7 +94,7 @@ def load_user_plugin(spec: PluginSpec, context: PluginContext) -> Any:
     return middleware
 
 
-def assemble(context: PluginContext) -> list[Any]:
+def assemble(context: PluginContext) -> list[Middleware]:
     """The middleware list, outermost first."""
     builtins = [load_builtin(name, context) for name in BUILTIN_ORDER]
     users = [load_user_plugin(spec, context) for spec in context.config.plugins]
@@ -102,7 +102,7 @@ def assemble(context: PluginContext) -> list[Any]:
     return [middleware for middleware in ordered if middleware is not None]
 
 
-def build_chain(middlewares: list[Any], endpoint: Handler) -> Handler:
+def build_chain(middlewares: list[Middleware], endpoint: Handler) -> Handler:
     """Compose once: each middleware receives the rest of the chain as `call_next`."""
     handler = endpoint
     for middleware in reversed(middlewares):
@@ -119,25 +119,25 @@ class _Bound:
 
     __slots__ = ("middleware", "call_next")  # public: tests walk them to pin the order
 
-    def __init__(self, middleware: Any, call_next: Handler):
+    def __init__(self, middleware: Middleware, call_next: Handler):
         self.middleware, self.call_next = middleware, call_next
 
     def __call__(self, request: ProxyRequest) -> Awaitable[ProxyResponse]:
         return self.middleware(request, self.call_next)
 
 
-def _bind(middleware: Any, call_next: Handler) -> Handler:
+def _bind(middleware: Middleware, call_next: Handler) -> Handler:
     return _Bound(middleware, call_next)
 
 
-async def start_all(middlewares: list[Any]) -> None:
+async def start_all(middlewares: list[Middleware]) -> None:
     for middleware in middlewares:
         startup = getattr(middleware, "startup", None)
         if startup is not None:
             await startup()
 
 
-async def stop_all(middlewares: list[Any]) -> None:
+async def stop_all(middlewares: list[Middleware]) -> None:
     for middleware in reversed(middlewares):
         shutdown = getattr(middleware, "shutdown", None)
         if shutdown is not None:
