@@ -24,12 +24,14 @@ from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError, Reques
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.inbound import validation
+from proxy.inbound.responses import stored
 from proxy.inbound.messages.catalog import anthropic_model_list, count_tokens
 from proxy.observability.logs import record_refusal
 from proxy.server import incoming
 from proxy.server.guard import GuardedRunner
 from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
+from proxy.state.store import create_store
 from proxy.server.status import fallback_snapshot, render_status_page
 
 log = logging.getLogger("byok.server")
@@ -62,6 +64,8 @@ class ProxyApp:
         await self.runtime.close()
         if self.services.limiters is not None:
             await self.services.limiters.close()  # hands back Redis leases still being released
+        if self.services.responses_store is not None:
+            await self.services.responses_store.close()
 
     async def swap(self, config: Config) -> Runtime:
         """Install a new config generation; the old one is closed once its requests finish."""
@@ -72,10 +76,17 @@ class ProxyApp:
             self.services.catalog.apply_config(config)
         if self.services.health is not None:
             self.services.health.apply_config(config)
-        task = asyncio.get_running_loop().create_task(_close_when_idle(old_runtime))
+        store = self.services.responses_store
+        if store is not None and store.settings != config.responses.store:
+            self.services.responses_store = create_store(config.responses.store)
+            self._retire(store.close())
+        self._retire(_close_when_idle(old_runtime))
+        return new_runtime
+
+    def _retire(self, closing: Any) -> None:
+        task = asyncio.get_running_loop().create_task(closing)
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-        return new_runtime
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[envelope_errors], client_max_size=self.config.limits.max_body_bytes,
@@ -88,6 +99,9 @@ class ProxyApp:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/upstreams", self.upstreams)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+        app.router.add_get("/v1/responses/{id}", self.stored_response)
+        app.router.add_delete("/v1/responses/{id}", self.stored_response)
+        app.router.add_get("/v1/responses/{id}/input_items", self.stored_input_items)
         app.router.add_route("*", "/v1/{path:.*}", self.proxy)
         app.on_startup.append(lambda _: self.start())
         app.on_cleanup.append(lambda _: self.close())
@@ -150,6 +164,29 @@ class ProxyApp:
         except ProxyError as exc:
             return _error_response(exc, "", api)
 
+    async def stored_response(self, request: web.Request) -> web.Response:
+        """`GET` and `DELETE /v1/responses/{id}`, served from the responses store."""
+        response_id = request.match_info["id"]
+        try:
+            self._authenticate(request)
+            store = self.services.responses_store
+            record = await stored.load(store, response_id)
+            if request.method == "DELETE":
+                await store.delete(response_id)
+                return _json(stored.deleted(response_id))
+            return _json(record.response)
+        except ProxyError as exc:
+            return _error_response(exc, "")
+
+    async def stored_input_items(self, request: web.Request) -> web.Response:
+        """`GET /v1/responses/{id}/input_items`, paged as OpenAI pages it."""
+        try:
+            self._authenticate(request)
+            record = await stored.load(self.services.responses_store, request.match_info["id"])
+            return _json(stored.input_items_page(record.input_items, request.query))
+        except ProxyError as exc:
+            return _error_response(exc, "")
+
     async def upstreams(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         return _json(self._health_snapshot())
@@ -183,7 +220,7 @@ class ProxyApp:
             proxy_request, context = await self._proxy_request(request, request_id, runtime, received, path, api)
             response = await runtime.handler(proxy_request)
             if api is not None:
-                response = api.render(response, context, proxy_request)
+                response = await api.render(response, context, proxy_request)
         except ProxyError as exc:
             if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
                 record_refusal(self.services, request.method, request.match_info["path"], request_id, exc, received,
@@ -212,8 +249,10 @@ class ProxyApp:
         raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
         incoming.check_path(path)
         body, model, stream, context = None, None, False, None
+        native = raw if api is not None and api.name != "chat" else b""
         if api is not None:
-            body, context = api.parse(raw, config.limits)
+            body, context, rewritten = await api.parse(raw, config.limits, self.services)
+            native = rewritten if rewritten is not None else native
         elif raw and incoming.is_json(request.content_type, path):
             body = validation.parse_json_object(raw, config.limits)
         if body is not None:
@@ -225,7 +264,7 @@ class ProxyApp:
         return ProxyRequest(
             request_id=request_id, method=request.method, path=path, query=request.query_string,
             client_headers={name.lower(): value for name, value in request.headers.items()},
-            api=api.name if api is not None else "other", native_body=raw if api is not None and api.name != "chat" else b"",
+            api=api.name if api is not None else "other", native_body=native,
             body=body, raw_body=raw if body is None else b"", content_type=request.content_type,
             client_model=model, targets=targets, target=targets[0],
             stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)

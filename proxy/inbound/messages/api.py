@@ -6,13 +6,12 @@ translated into the chat pivot and the chat answer or stream back into a Message
 events. Errors leave in Anthropic's envelope with Anthropic's statuses."""
 from __future__ import annotations
 
-from typing import Any
-
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
 from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.inbound import validation
+from proxy.core.services import Services
+from proxy.inbound import Parsed, validation
 from proxy.inbound.messages.answer import from_chat
 from proxy.inbound.messages.errors import envelope, error_event
 from proxy.inbound.messages.request import MessagesContext, to_chat
@@ -23,13 +22,13 @@ from proxy.streams.wrapper import FailureAsEvent
 class MessagesAPI:
     name = "messages"
 
-    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], MessagesContext]:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
         body = validation.parse_json_object(raw, limits)
         pivot, context = to_chat(body)
         validation.check_chat(pivot, limits)
-        return pivot, context
+        return Parsed(pivot, context)
 
-    def render(self, response: ProxyResponse, context: MessagesContext, request: ProxyRequest) -> ProxyResponse:
+    async def render(self, response: ProxyResponse, context: MessagesContext, request: ProxyRequest) -> ProxyResponse:
         upstream = response.upstream or "upstream"
         if response.events is not None:
             if response.dialect is None or response.dialect.name != self.name:

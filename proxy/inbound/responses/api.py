@@ -1,48 +1,72 @@
 """The Responses API as an inbound API of the chain (see proxy/inbound/__init__.py): a Responses
 request becomes a chat pivot body, and the chain's chat answer or stream becomes a Response
-object or Responses events. Stored responses are not kept yet: `previous_response_id` is refused
-with a 400 that says so, and `store: true` is accepted with nothing kept."""
+object or Responses events.
+
+Stored responses (stored.py, keeping.py): a `previous_response_id` the proxy made is continued
+by replaying the stored conversation before the new input, so it works on every upstream format;
+with `store: true` (the default) each finished response is kept for the next turn and for
+GET /v1/responses/{id}. An id the proxy did not make belongs to an upstream's own store and is
+left in the request for a Responses-format upstream."""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
-from proxy.core.errors import InvalidRequest, ProxyError
+from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.inbound import validation
+from proxy.core.services import Services
+from proxy.inbound import Parsed, validation
 from proxy.inbound.responses.answer import from_chat
-from proxy.inbound.responses.request import ResponsesContext, to_chat
+from proxy.inbound.responses.keeping import KeepOnCompletion, Turn, carried_from_chat, keep
+from proxy.inbound.responses.request import to_chat
+from proxy.inbound.responses.stored import input_item_list, is_proxy_id, load_previous, new_response_id
 from proxy.inbound.responses.stream import ChatToResponsesStream, failed_event
+from proxy.state.store import StoreUnavailable
 from proxy.streams.wrapper import FailureAsEvent
 
 
 class ResponsesAPI:
     name = "responses"
 
-    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], ResponsesContext]:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
         body = validation.parse_json_object(raw, limits)
-        if body.get("previous_response_id") is not None:
-            raise InvalidRequest("previous_response_id needs stored responses, which this proxy does not keep yet; "
-                                 "send the whole conversation in 'input' (as with store: false)",
-                                 param="previous_response_id", code="previous_response_not_found")
+        store = services.responses_store
+        history, native = [], None
+        previous = body.get("previous_response_id")
+        if is_proxy_id(previous):
+            history = (await load_previous(store, previous)).conversation()
+            body = {**body, "input": history + input_item_list(body.get("input"))}
+            # A Responses upstream never saw the proxy's id: it is sent the conversation in full.
+            native = jsonutil.dumps({name: value for name, value in body.items() if name != "previous_response_id"})
+        elif isinstance(previous, str):
+            await load_previous(store, previous)  # not the proxy's: not found here
         pivot, context = to_chat(body)
         validation.check_chat(pivot, limits)
-        return pivot, context
+        keeps = context.store and store is not None
+        if keeps and not store.available():
+            raise StoreUnavailable("the responses store cannot be reached; send store: false to go without it")
+        items = tuple(body["input"] if history else input_item_list(body.get("input"))) if keeps else ()
+        return Parsed(pivot, Turn(context, store if keeps else None, items), native)
 
-    def render(self, response: ProxyResponse, context: ResponsesContext, request: ProxyRequest) -> ProxyResponse:
+    async def render(self, response: ProxyResponse, turn: Turn, request: ProxyRequest) -> ProxyResponse:
         if response.dialect is not None and response.dialect.name == self.name:
             return response  # an upstream that speaks Responses: its own answer, as it is
-        response_id, created_at = "resp_" + uuid.uuid4().hex, int(time.time())
+        context = turn.context
+        response_id, created_at = new_response_id(), int(time.time())
         upstream = response.upstream or "upstream"
         if response.events is not None:
             stream = ChatToResponsesStream(response.events, context, response_id, created_at, upstream)
-            response.events = FailureAsEvent(stream, lambda exc: _failed(stream, exc))
+            events = KeepOnCompletion(stream, turn, stream.state.carried) if turn.store is not None else stream
+            response.events = FailureAsEvent(events, lambda exc: _failed(stream, exc))
             response.dialect = None
             return response
-        response.body = jsonutil.dumps(from_chat(response.json_body(), context, response_id, created_at))
+        completion = response.json_body()
+        answer = from_chat(completion, context, response_id, created_at)
+        if turn.store is not None:
+            await keep(turn, answer, carried_from_chat(completion, context, response_id))
+        response.body = jsonutil.dumps(answer)
         response.content_type = "application/json"
         return response
 
@@ -50,7 +74,7 @@ class ResponsesAPI:
         return error.status, error.body(), dict(error.headers)
 
 
-def _failed(stream: ChatToResponsesStream, exc: Exception):
+def _failed(stream: ChatToResponsesStream, exc: Exception) -> Any:
     if not isinstance(exc, ProxyError):
         return None
     return failed_event(stream.state, exc)
