@@ -104,7 +104,7 @@ class ModelSettings:
 class UpstreamConfig:
     name: str = field(default="", metadata={"internal": True})  # the key it is declared under
     base_url: Optional[str] = None
-    format: Optional[Literal["openai", "anthropic", "mock"]] = None
+    format: Optional[Literal["openai", "anthropic", "responses", "mock"]] = None
     kind: Optional[UpstreamKind] = None
     api_key: Optional[Secret] = None
     auth: Optional[Literal["bearer", "x-api-key"]] = None

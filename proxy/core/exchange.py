@@ -104,6 +104,9 @@ class ProxyRequest:
     # (Messages to Anthropic): passed through with only the owned fields rewritten.
     native_body: bytes = b""
     raw_body: bytes = b""
+    # Set when only an upstream speaking the client's own API can take the request (it continues a
+    # response stored there, or uses what only that API has: hosted tools): the error any other answers.
+    native_only: Optional[InvalidRequest] = None
     content_type: str = ""
     client_model: Optional[str] = None
     targets: tuple[Target, ...] = ()

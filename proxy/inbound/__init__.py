@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional, Protocol
 
 from proxy.config.model import LimitsConfig
-from proxy.core.errors import ProxyError
+from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 
@@ -23,6 +23,8 @@ class Parsed(NamedTuple):
     context: Any               # what `render` needs of the request
     # The body for an upstream that speaks this API natively; None: the client's own bytes.
     native: Optional[bytes] = None
+    # Set when only an upstream speaking this API natively can take it: the error any other answers.
+    native_only: Optional[InvalidRequest] = None
 
 
 class InboundAPI(Protocol):

@@ -167,6 +167,8 @@ class ProxyApp:
     async def stored_response(self, request: web.Request) -> web.Response:
         """`GET` and `DELETE /v1/responses/{id}`, served from the responses store."""
         response_id = request.match_info["id"]
+        if not stored.is_proxy_id(response_id):
+            return await self.proxy(request)  # an upstream's id: its own store answers
         try:
             self._authenticate(request)
             store = self.services.responses_store
@@ -180,6 +182,8 @@ class ProxyApp:
 
     async def stored_input_items(self, request: web.Request) -> web.Response:
         """`GET /v1/responses/{id}/input_items`, paged as OpenAI pages it."""
+        if not stored.is_proxy_id(request.match_info["id"]):
+            return await self.proxy(request)
         try:
             self._authenticate(request)
             record = await stored.load(self.services.responses_store, request.match_info["id"])
@@ -214,7 +218,7 @@ class ProxyApp:
     async def _serve(self, request: web.Request, runtime: Runtime) -> web.StreamResponse:
         request_id = incoming.request_id(request)
         received, proxy_request, response = time.monotonic(), None, None
-        path = request.match_info["path"].strip("/")
+        path = _v1_path(request).strip("/")
         api = inbound.api_for(path) if request.method == "POST" else None
         try:
             proxy_request, context = await self._proxy_request(request, request_id, runtime, received, path, api)
@@ -223,7 +227,7 @@ class ProxyApp:
                 response = await api.render(response, context, proxy_request)
         except ProxyError as exc:
             if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
-                record_refusal(self.services, request.method, request.match_info["path"], request_id, exc, received,
+                record_refusal(self.services, request.method, _v1_path(request), request_id, exc, received,
                                api=api.name if api is not None else "other")
             return _error_response(exc, request_id, api)
         except Exception:  # a bug must become an envelope, never a traceback on the wire
@@ -249,9 +253,9 @@ class ProxyApp:
         raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
         incoming.check_path(path)
         body, model, stream, context = None, None, False, None
-        native = raw if api is not None and api.name != "chat" else b""
+        native, native_only = raw if api is not None and api.name != "chat" else b"", None
         if api is not None:
-            body, context, rewritten = await api.parse(raw, config.limits, self.services)
+            body, context, rewritten, native_only = await api.parse(raw, config.limits, self.services)
             native = rewritten if rewritten is not None else native
         elif raw and incoming.is_json(request.content_type, path):
             body = validation.parse_json_object(raw, config.limits)
@@ -260,11 +264,12 @@ class ProxyApp:
             stream = body.get("stream") is True
         stream_options = body.get("stream_options") if body else None
         timeout = config.limits.request_timeout
-        targets = runtime.router.resolve(model)
+        stored_upstream = api is None and path.startswith("responses/")  # an id an upstream made (not the proxy's)
+        targets = runtime.router.stored_at("responses") if stored_upstream else runtime.router.resolve(model)
         return ProxyRequest(
             request_id=request_id, method=request.method, path=path, query=request.query_string,
             client_headers={name.lower(): value for name, value in request.headers.items()},
-            api=api.name if api is not None else "other", native_body=native,
+            api=api.name if api is not None else "other", native_body=native, native_only=native_only,
             body=body, raw_body=raw if body is None else b"", content_type=request.content_type,
             client_model=model, targets=targets, target=targets[0],
             stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)
@@ -324,6 +329,11 @@ async def _write_quietly(stream: web.StreamResponse, data: bytes) -> None:
         await stream.write(data)
     except ConnectionError:
         pass  # nobody left to tell
+
+
+def _v1_path(request: web.Request) -> str:
+    """The path below /v1/, whichever route matched."""
+    return request.match_info.get("path", request.path[len("/v1/"):])
 
 
 def _trace_headers(request: ProxyRequest, response: ProxyResponse) -> dict[str, str]:

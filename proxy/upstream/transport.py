@@ -50,6 +50,8 @@ class Transport:
         target = request.target
         if target is None:
             raise InvalidRequest("no target was chosen for this request")
+        if request.native_only is not None and not request.passes_through(target.upstream):
+            raise request.native_only
         request.trace.dispatched_at = time.monotonic()  # the proxy's own work ends here (overhead metric)
         pool = self._pools.get(target.upstream.name)
         if pool is None:

@@ -14,16 +14,17 @@ from typing import Any
 
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
-from proxy.core.errors import ProxyError
+from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.inbound import Parsed, validation
 from proxy.inbound.responses.answer import from_chat
 from proxy.inbound.responses.keeping import KeepOnCompletion, Turn, carried_from_chat, keep
-from proxy.inbound.responses.request import to_chat
+from proxy.inbound.responses.request import ResponsesContext, to_chat
 from proxy.inbound.responses.stored import input_item_list, is_proxy_id, load_previous, new_response_id
 from proxy.inbound.responses.stream import ChatToResponsesStream, failed_event
 from proxy.state.store import StoreUnavailable
+from proxy.streams.sse import SSEEvent
 from proxy.streams.wrapper import FailureAsEvent
 
 
@@ -33,25 +34,34 @@ class ResponsesAPI:
     async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
         body = validation.parse_json_object(raw, limits)
         store = services.responses_store
-        history, native = [], None
         previous = body.get("previous_response_id")
-        if is_proxy_id(previous):
-            history = (await load_previous(store, previous)).conversation()
+        history = (await load_previous(store, previous)).conversation() if is_proxy_id(previous) else []
+        native = None
+        if history:
             body = {**body, "input": history + input_item_list(body.get("input"))}
             # A Responses upstream never saw the proxy's id: it is sent the conversation in full.
             native = jsonutil.dumps({name: value for name, value in body.items() if name != "previous_response_id"})
-        elif isinstance(previous, str):
-            await load_previous(store, previous)  # not the proxy's: not found here
-        pivot, context = to_chat(body)
-        validation.check_chat(pivot, limits)
+        try:
+            pivot, context = to_chat(body)
+            validation.check_chat(pivot, limits)
+        except InvalidRequest as refusal:
+            # What only a Responses upstream takes (hosted tools and their items): passed through
+            # to one, answered with this refusal by any other.
+            return Parsed(_routing_only(body), Turn(ResponsesContext(model=str(body.get("model")))), native, refusal)
         keeps = context.store and store is not None
         if keeps and not store.available():
             raise StoreUnavailable("the responses store cannot be reached; send store: false to go without it")
         items = tuple(body["input"] if history else input_item_list(body.get("input"))) if keeps else ()
-        return Parsed(pivot, Turn(context, store if keeps else None, items), native)
+        turn = Turn(context, store if keeps else None, items)
+        if isinstance(previous, str) and not history:  # an upstream's id: only its own store has it
+            return Parsed(pivot, turn, native, _not_stored_here(previous))
+        return Parsed(pivot, turn, native)
 
     async def render(self, response: ProxyResponse, turn: Turn, request: ProxyRequest) -> ProxyResponse:
         if response.dialect is not None and response.dialect.name == self.name:
+            if response.events is not None:  # after the stream began, a failure is one `error` event
+                response.events = FailureAsEvent(response.events, _error_event)
+            response.dialect = None
             return response  # an upstream that speaks Responses: its own answer, as it is
         context = turn.context
         response_id, created_at = new_response_id(), int(time.time())
@@ -72,6 +82,25 @@ class ResponsesAPI:
 
     def error(self, error: ProxyError) -> tuple[int, bytes, dict[str, str]]:
         return error.status, error.body(), dict(error.headers)
+
+
+def _routing_only(body: dict[str, Any]) -> dict[str, Any]:
+    """The pivot of a request only a Responses upstream can take: what routing reads."""
+    return {"model": body.get("model"), "messages": [], **({"stream": True} if body.get("stream") is True else {})}
+
+
+def _not_stored_here(response_id: str) -> InvalidRequest:
+    return InvalidRequest(f"Previous response with id '{response_id}' not found. It was not made by this proxy, so "
+                          f"only the format: responses upstream that made it can continue it",
+                          param="previous_response_id", code="previous_response_not_found")
+
+
+def _error_event(exc: Exception) -> Any:
+    if not isinstance(exc, ProxyError):
+        return None
+    error = exc.envelope()["error"]
+    return SSEEvent.from_json({"type": "error", "code": error["code"], "message": error["message"],
+                               "param": error["param"], "sequence_number": 0}, event="error")
 
 
 def _failed(stream: ChatToResponsesStream, exc: Exception) -> Any:

@@ -69,9 +69,9 @@ class ReasoningItem(OpenItem):
                                            part={"type": "summary_text", "text": text}))
         item = reasoning_item(self.id, text, self.blocks, self.state.context)
         if "encrypted_content" not in item:
-            token = reasoning_item(self.id, text, self.blocks, self.state.context, encrypted=True).get("encrypted_content")
-            if token:
-                self.state.carried[self.id] = token
+            full = reasoning_item(self.id, text, self.blocks, self.state.context, encrypted=True)
+            if full.get("encrypted_content"):
+                self.state.carried[self.id] = full["encrypted_content"]
         events.append(self._finish(item))
         return events
 
