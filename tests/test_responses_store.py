@@ -3,13 +3,15 @@ upstream format, and the openai SDK's `responses.retrieve`, `input_items.list` a
 served from the store; its byte limit and TTL evict as documented."""
 import asyncio
 import json
+import textwrap
 
 import openai
 import pytest
 
-from proxy.config.model import StoreConfig
+from proxy.config.model import ConfigError, StoreConfig, parse_config
 from proxy.state.memory import MemoryStore
 from tests.conftest import anthropic_config, client_for
+from tests.test_responses_e2e import _tool_call_reply
 from tests.upstreams.anthropic_upstream import Reply, text, thinking, tool_use
 
 pytestmark = pytest.mark.timeout(60)
@@ -186,7 +188,6 @@ async def test_memory_store_accounting_ttl_and_oldest_first():
 
 
 def test_store_settings_are_validated_at_load():
-    from proxy.config.model import ConfigError, parse_config
     with pytest.raises(ConfigError) as caught:
         parse_config("responses: {store: {backend: redis, max_bytes: lots, ttl: 0}}")
     message = str(caught.value)
@@ -197,8 +198,6 @@ def test_store_settings_are_validated_at_load():
 
 
 async def test_the_function_output_of_a_stored_tool_call_continues_it(chat_client, openai_upstream):
-    openai_upstream.override = None
-    from tests.test_responses_e2e import _tool_call_reply
     openai_upstream.override = _tool_call_reply("get_weather", {"city": "Rome"})
     first = await chat_client.responses.create(model="main", input="weather?", tools=[WEATHER])
     openai_upstream.override = None
@@ -208,3 +207,16 @@ async def test_the_function_output_of_a_stored_tool_call_continues_it(chat_clien
     sent = openai_upstream.requests[-1].json["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
     assert json.loads(sent[1]["tool_calls"][0]["function"]["arguments"]) == {"city": "Rome"}
+
+
+async def test_a_reload_that_changes_the_store_settings_starts_a_new_store(openai_upstream, proxy_factory):
+    proxy = await proxy_factory(chat_config(openai_upstream))
+    client = client_for(proxy)
+    kept = await client.responses.create(model="main", input="hi")
+    same = parse_config(textwrap.dedent(chat_config(openai_upstream)))
+    await proxy.app.swap(same)
+    assert (await client.responses.retrieve(kept.id)).id == kept.id, "an unchanged store survives a reload"
+    await proxy.app.swap(parse_config(textwrap.dedent(chat_config(openai_upstream, "responses: {store: {ttl: 60}}"))))
+    assert proxy.app.services.responses_store.settings.ttl == 60
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(kept.id)

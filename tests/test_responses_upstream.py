@@ -248,3 +248,19 @@ async def test_check_lists_the_catalog_and_probes_through_the_responses_wire(ups
     probe = upstream.last.json
     assert upstream.last.path == "/v1/responses" and probe["max_output_tokens"] == 16
 
+
+
+async def test_a_messages_client_is_translated_for_a_responses_upstream(proxy, upstream):
+    import anthropic
+    client = anthropic.AsyncAnthropic(base_url=proxy.url, api_key=CLIENT_KEY, max_retries=0)
+    try:
+        answer = await client.messages.create(model="main", max_tokens=100, system="Be brief.",
+                                              messages=[{"role": "user", "content": "hi"}])
+        async with client.messages.stream(model="main", max_tokens=100,
+                                          messages=[{"role": "user", "content": "again"}]) as stream:
+            streamed = await stream.get_final_message()
+    finally:
+        await client.close()
+    assert answer.content[0].text == "hello from upstream" and streamed.content[0].text == "hello from upstream"
+    assert upstream.last.json["input"] == [{"role": "user", "content": "again"}]
+    assert upstream.last.path == "/v1/responses"
