@@ -7,6 +7,7 @@ import textwrap
 
 import aiohttp
 import openai
+from aiohttp import web
 import pytest
 
 from proxy.cli import check_upstreams
@@ -264,3 +265,34 @@ async def test_a_messages_client_is_translated_for_a_responses_upstream(proxy, u
     assert answer.content[0].text == "hello from upstream" and streamed.content[0].text == "hello from upstream"
     assert upstream.last.json["input"] == [{"role": "user", "content": "again"}]
     assert upstream.last.path == "/v1/responses"
+
+
+async def test_a_passthrough_stream_cut_short_ends_with_one_numbered_error_event(proxy, upstream):
+    async def cut_short(request):
+        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await stream.prepare(request)
+        for number, kind in enumerate(("response.created", "response.output_text.delta")):
+            payload = json.dumps({"type": kind, "sequence_number": number, "delta": "hi"})
+            await stream.write(f"event: {kind}\ndata: {payload}\n\n".encode())
+        request.transport.close()
+        return stream
+
+    upstream.override = cut_short
+    status, body = await post_raw(proxy, json.dumps({"model": "main", "input": "hi", "stream": True}).encode())
+    events = [block for block in body.decode().split("\n\n") if block]
+    assert status == 200 and len(events) == 3
+    last = json.loads(events[-1].split("data: ", 1)[1])
+    assert events[-1].startswith("event: error") and last["type"] == "error" and last["sequence_number"] == 2
+
+
+async def test_a_stored_conversation_follows_fallback_to_another_format(upstream, proxy_factory):
+    client = client_for(await proxy_factory(config(upstream).replace("main: [oai/gpt-test]",
+                                                                     "main: [oai/gpt-test, demo/echo-1]")))
+    first = await client.responses.create(model="echo", input="first words")
+    upstream.fail_status = 503
+    second = await client.responses.create(model="main", input="second words", previous_response_id=first.id)
+    assert second.output_text == "echo: second words" and second.id.startswith("resp_byok_")
+    assert upstream.last.json["input"][0]["content"][0]["text"] == "first words", "tried the Responses upstream first"
+    third = await client.responses.create(model="echo", input="third", previous_response_id=second.id)
+    items = [item async for item in client.responses.input_items.list(third.id, order="asc")]
+    assert [item.role for item in items] == ["user", "assistant", "user", "assistant", "user"]

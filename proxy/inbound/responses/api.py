@@ -10,7 +10,7 @@ left in the request for a Responses-format upstream."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
@@ -25,7 +25,7 @@ from proxy.inbound.responses.stored import input_item_list, is_proxy_id, load_pr
 from proxy.inbound.responses.stream import ChatToResponsesStream, failed_event
 from proxy.state.store import StoreUnavailable
 from proxy.streams.sse import SSEEvent
-from proxy.streams.wrapper import FailureAsEvent
+from proxy.streams.wrapper import FailureAsEvent, StreamWrapper
 
 
 class ResponsesAPI:
@@ -60,7 +60,8 @@ class ResponsesAPI:
     async def render(self, response: ProxyResponse, turn: Turn, request: ProxyRequest) -> ProxyResponse:
         if response.dialect is not None and response.dialect.name == self.name:
             if response.events is not None:  # after the stream began, a failure is one `error` event
-                response.events = FailureAsEvent(response.events, _error_event)
+                numbered = _Numbered(response.events)
+                response.events = FailureAsEvent(numbered, lambda exc: _error_event(exc, numbered.next_number()))
             response.dialect = None
             return response  # an upstream that speaks Responses: its own answer, as it is
         context = turn.context
@@ -95,12 +96,31 @@ def _not_stored_here(response_id: str) -> InvalidRequest:
                           param="previous_response_id", code="previous_response_not_found")
 
 
-def _error_event(exc: Exception) -> Any:
+class _Numbered(StreamWrapper):
+    """An upstream's Responses events passed on as they are, the last one remembered: the `error`
+    event that ends a broken stream takes the next sequence number."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self, inner: AsyncIterator[SSEEvent]):
+        super().__init__(inner)
+        self._last: SSEEvent | None = None
+
+    def transform(self, event: SSEEvent) -> SSEEvent:
+        self._last = event
+        return event
+
+    def next_number(self) -> int:
+        number = self._last.json_object().get("sequence_number") if self._last is not None else None
+        return number + 1 if isinstance(number, int) else 0
+
+
+def _error_event(exc: Exception, sequence_number: int) -> Any:
     if not isinstance(exc, ProxyError):
         return None
     error = exc.envelope()["error"]
     return SSEEvent.from_json({"type": "error", "code": error["code"], "message": error["message"],
-                               "param": error["param"], "sequence_number": 0}, event="error")
+                               "param": error["param"], "sequence_number": sequence_number}, event="error")
 
 
 def _failed(stream: ChatToResponsesStream, exc: Exception) -> Any:
