@@ -296,3 +296,16 @@ async def test_a_stored_conversation_follows_fallback_to_another_format(upstream
     third = await client.responses.create(model="echo", input="third", previous_response_id=second.id)
     items = [item async for item in client.responses.input_items.list(third.id, order="asc")]
     assert [item.role for item in items] == ["user", "assistant", "user", "assistant", "user"]
+
+
+async def test_passthrough_streams_count_time_to_first_token_and_tokens(proxy, upstream):
+    upstream.input_tokens, upstream.output_tokens = 12, 7
+    status, _ = await post_raw(proxy, json.dumps({"model": "main", "input": "hi", "stream": True}).encode())
+    assert status == 200
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{proxy.url}/metrics") as answer:
+            metrics = await answer.text()
+    lines = [line for line in metrics.splitlines() if 'upstream="oai"' in line]
+    assert any(line.startswith("byok_time_to_first_token_seconds_count") and line.endswith(" 1.0") for line in lines)
+    assert any(line.startswith("byok_tokens_total") and 'direction="out"' in line and line.endswith(" 7.0")
+               for line in lines), lines
