@@ -13,6 +13,7 @@ import time
 from typing import AsyncIterator
 
 from proxy.api import Handler, PluginContext, ProxyRequest, ProxyResponse, SSEEvent
+from proxy.core.exchange import StreamDialect
 from proxy.streams.guard import FilteredStream
 from proxy.wire.openai import CHAT_EVENTS, commits, completion_to_events, record_usage
 
@@ -31,13 +32,17 @@ class StreamingMiddleware:
         response = await call_next(request)
         if not response.is_stream:  # the upstream ignored `stream: true`
             return _replayed(response, request)
-        response.events = observe(response.events, request)
+        response.events = observe(response.events, request, response.dialect)
         return response
 
 
-def observe(events: AsyncIterator[SSEEvent], request: ProxyRequest) -> AsyncIterator[SSEEvent]:
+def observe(events: AsyncIterator[SSEEvent], request: ProxyRequest,
+            dialect: StreamDialect | None = None) -> AsyncIterator[SSEEvent]:
+    """`dialect`: the events' API (a passed-through Responses or Messages stream), which says when
+    its answer began; chat chunks by default."""
     trace = request.trace
     drop_usage = not request.client_wants_usage
+    began = dialect.commits if dialect is not None else commits
 
     def watch(event: SSEEvent) -> SSEEvent | None:
         if _carries_usage(event.raw):
@@ -46,7 +51,7 @@ def observe(events: AsyncIterator[SSEEvent], request: ProxyRequest) -> AsyncIter
                 record_usage(request, chunk["usage"])
                 if drop_usage and not chunk.get("choices"):
                     return None  # the usage chunk the proxy asked for, not the client
-        if trace.first_token_at is None and commits(event):
+        if trace.first_token_at is None and began(event):
             trace.first_token_at = time.monotonic()
         return event
 

@@ -43,6 +43,8 @@ FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (
                serves_other_paths=True, default_upstream=True, native_api="chat"),
     FormatSpec("anthropic", "proxy.wire.anthropic.adapter", auth="x-api-key", default_kind="anthropic",
                trailing_endpoints=("/messages",), reasoning_dialect="budget", tools=True, native_api="messages"),
+    FormatSpec("responses", "proxy.wire.responses.adapter", trailing_endpoints=("/responses",),
+               serves_other_paths=True, reasoning_dialect="effort", native_api="responses"),
     # The built-in mock answers in-process (proxy/upstream/mock.py) in the OpenAI format.
     FormatSpec("mock", "proxy.wire.openai", networked=False, serves_other_paths=True, default_upstream=True),
 )}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Mapping, Optional
@@ -109,7 +110,7 @@ class ModelSettings:
 class UpstreamConfig:
     name: str = field(default="", metadata={"internal": True})  # the key it is declared under
     base_url: Optional[str] = None
-    format: Optional[Literal["openai", "anthropic", "mock"]] = None
+    format: Optional[Literal["openai", "anthropic", "responses", "mock"]] = None
     kind: Optional[UpstreamKind] = None
     api_key: Optional[Secret] = None
     auth: Optional[Literal["bearer", "x-api-key"]] = None
@@ -178,6 +179,47 @@ class ConcurrencyConfig:
     key_prefix: str = "byok"
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def parse_size(value: str) -> int | None:
+    """Bytes in `1048576`, `256MiB`, `1.5GB` (units as written: KiB = 1024, KB = 1000); None if not a size."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+    if match is None or match.group(2).lower() not in _SIZE_UNITS:
+        return None
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def _size(value: str) -> str | None:
+    size = parse_size(value)
+    if size is None:
+        return "must be a number of bytes or a size such as 256MiB (B, KB, MB, GB, KiB, MiB, GiB)"
+    return None if size >= 1024 else "must be at least 1KiB"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where stored responses live (previous_response_id, GET /v1/responses/{id})."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: Optional[Secret] = None
+    # Seconds a stored response is kept after it was made.
+    ttl: float = positive(3600.0)
+    # memory: the whole store's size, oldest evicted first; redis: the largest one response may be.
+    max_bytes: str = field(default="256MiB", metadata={"check": _size})
+    key_prefix: str = "byok:responses"
+
+    @property
+    def max_bytes_count(self) -> int:
+        return parse_size(self.max_bytes) or 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
     interval: float = positive(60.0)
@@ -224,6 +266,7 @@ class Config:
     models: Mapping[str, AliasConfig] = frozen_map()
     default_upstream: Optional[str] = None
     concurrency: ConcurrencyConfig = field(default_factory=ConcurrencyConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -301,6 +344,8 @@ def _finish(config: Config, root: Any) -> tuple[Config, list[Problem]]:
                                 f"no upstream named '{config.default_upstream}'"))
     if config.concurrency.backend == "redis" and config.concurrency.url is None:
         problems.append(Problem("concurrency.url", lines.line("concurrency"), "the redis backend needs a url"))
+    if config.responses.store.backend == "redis" and config.responses.store.url is None:
+        problems.append(Problem("responses.store.url", lines.line("responses.store"), "the redis backend needs a url"))
     for index, plugin in enumerate(config.plugins):
         if not plugin.path or "." not in plugin.path.replace(":", "."):
             problems.append(Problem(f"plugins[{index}]", lines.line("plugins"),

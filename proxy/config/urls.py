@@ -89,10 +89,12 @@ def normalize_base_url(raw: str, wire_format: str, append_v1: bool = True, allow
     if parts.scheme == "http" and not allow_http and not is_private_host(parts.hostname):
         raise BaseURLError(f"http:// is only allowed for loopback, .local and private addresses; use https://{parts.netloc}{parts.path}")
     path = parts.path.rstrip("/")
-    if path.endswith("/responses") or "/responses/" in path + "/":
-        raise BaseURLError("a /responses URL is the OpenAI Responses API; byok-proxy speaks Chat Completions, "
-                           "so give the base without /responses (for example https://api.openai.com/v1)")
-    for suffix in _FORMAT_SPECS[wire_format].trailing_endpoints:
+    trailing = _FORMAT_SPECS[wire_format].trailing_endpoints
+    if "/responses" not in trailing and (path.endswith("/responses") or "/responses/" in path + "/"):
+        raise BaseURLError("a /responses URL is the OpenAI Responses API: set `format: responses` on this upstream "
+                           "to send it Responses requests, or give the base without /responses (for example "
+                           "https://api.openai.com/v1) to send it Chat Completions")
+    for suffix in trailing:
         if path.endswith(suffix):
             path = path[: -len(suffix)]
             break

@@ -104,6 +104,9 @@ class ProxyRequest:
     # (Messages to Anthropic): passed through with only the owned fields rewritten.
     native_body: bytes = b""
     raw_body: bytes = b""
+    # Set when only an upstream speaking the client's own API can take the request (it continues a
+    # response stored there, or uses what only that API has: hosted tools): the error any other answers.
+    native_only: Optional[InvalidRequest] = None
     content_type: str = ""
     client_model: Optional[str] = None
     targets: tuple[Target, ...] = ()
@@ -140,6 +143,17 @@ class ProxyRequest:
         """Whether `upstream` speaks the client's own API (beyond chat, whose path is the pivot's),
         so the client's body and the upstream's answer pass through as they are."""
         return self.api != "chat" and FORMATS[upstream.format].native_api == self.api
+
+    def leading_native_targets(self) -> tuple["Target", ...]:
+        """The targets that speak the client's API themselves, up to the first that does not: where
+        a request only such an upstream can serve may go (fallback among them still works; one that
+        would need translation is never tried)."""
+        native: list[Target] = []
+        for target in self.targets:
+            if not self.passes_through(target.upstream):
+                break
+            native.append(target)
+        return tuple(native)
 
     def remaining(self, now: float | None = None) -> float | None:
         if self.deadline is None:

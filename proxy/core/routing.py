@@ -65,6 +65,12 @@ class Router:
                                  param="model")
         return (Target(upstream, ""),)
 
+    def stored_at(self, api: str) -> tuple[Target, ...]:
+        """Where a response an upstream stored is read (GET/DELETE /v1/responses/{its id}): the first
+        upstream speaking `api` natively, else the default upstream."""
+        native = next((u for u in self.config.upstreams.values() if FORMATS[u.format].native_api == api), None)
+        return (Target(native, ""),) if native is not None else self._default_targets()
+
     def default_upstream(self) -> UpstreamConfig | None:
         """`default_upstream`, else the first upstream whose format may be a default (OpenAI, mock)."""
         if self.config.default_upstream:

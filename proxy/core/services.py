@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # types only: importing them at run time would point core upw
     from proxy.resilience.circuit import CircuitRegistry
     from proxy.resilience.registry import LimiterRegistry
     from proxy.server.lifecycle import Drain
+    from proxy.state.store import ResponseStore
 
 
 @dataclass
@@ -29,3 +30,4 @@ class Services:
     circuits: Optional["CircuitRegistry"] = None  # breakers and Retry-After cool-downs
     draining: bool = False                       # set on SIGTERM: /readyz answers 503
     drain: Optional["Drain"] = None              # the requests in flight, interrupted when shutdown_grace ends
+    responses_store: Optional["ResponseStore"] = None  # stored responses (previous_response_id, GET)

@@ -14,22 +14,34 @@ A new inbound API is one module (or package) implementing InboundAPI plus one li
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from typing import Any, NamedTuple, Optional, Protocol
 
 from proxy.config.model import LimitsConfig
-from proxy.core.errors import ProxyError
+from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.core.services import Services
+
+
+class Parsed(NamedTuple):
+    body: dict[str, Any]       # the request as a Chat Completions body (the pivot)
+    context: Any               # what `render` needs of the request
+    # The body for an upstream that speaks this API natively; None: the client's own bytes.
+    native: Optional[bytes] = None
+    # Set when only an upstream speaking this API natively can take it: the server narrows the
+    # targets to the native ones leading the alias, and answers this error when there are none.
+    native_only: Optional[InvalidRequest] = None
 
 
 class InboundAPI(Protocol):
     # The metrics label and ProxyRequest.api: chat, responses, messages.
     name: str
 
-    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], Any]:
-        """The client's body -> (a Chat Completions body, a per-request context for `render`).
-        Raises InvalidRequest naming the bad field."""
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
+        """The client's body -> a Chat Completions body and a per-request context for `render`
+        (`services` for an API that keeps state: stored responses). Raises InvalidRequest naming
+        the bad field."""
 
-    def render(self, response: ProxyResponse, context: Any, request: ProxyRequest) -> ProxyResponse:
+    async def render(self, response: ProxyResponse, context: Any, request: ProxyRequest) -> ProxyResponse:
         """The chain's answer in this API's shape (a body, or a stream ending in this API's way,
         a failure after the stream began included)."""
 

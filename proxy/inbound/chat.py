@@ -2,23 +2,22 @@
 vocabulary, so a request is only validated, and the answer leaves as the chain made it."""
 from __future__ import annotations
 
-from typing import Any
-
 from proxy.config.model import LimitsConfig
 from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.inbound import validation
+from proxy.core.services import Services
+from proxy.inbound import Parsed, validation
 
 
 class ChatAPI:
     name = "chat"
 
-    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], None]:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
         body = validation.parse_json_object(raw, limits)
         validation.check_chat(body, limits)
-        return body, None
+        return Parsed(body, None)
 
-    def render(self, response: ProxyResponse, context: None, request: ProxyRequest) -> ProxyResponse:
+    async def render(self, response: ProxyResponse, context: None, request: ProxyRequest) -> ProxyResponse:
         return response
 
     def error(self, error: ProxyError) -> tuple[int, bytes, dict[str, str]]:

@@ -25,11 +25,13 @@ from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.inbound import validation
 from proxy.inbound.messages.catalog import anthropic_model_list
+from proxy.inbound.responses import stored
 from proxy.observability.logs import record_refusal
 from proxy.server import incoming
 from proxy.server.guard import GuardedRunner
 from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
+from proxy.state.store import create_store
 from proxy.server.status import fallback_snapshot, render_status_page
 
 log = logging.getLogger("byok.server")
@@ -62,6 +64,8 @@ class ProxyApp:
         await self.runtime.close()
         if self.services.limiters is not None:
             await self.services.limiters.close()  # hands back Redis leases still being released
+        if self.services.responses_store is not None:
+            await self.services.responses_store.close()
 
     async def swap(self, config: Config) -> Runtime:
         """Install a new config generation; the old one is closed once its requests finish."""
@@ -72,10 +76,17 @@ class ProxyApp:
             self.services.catalog.apply_config(config)
         if self.services.health is not None:
             self.services.health.apply_config(config)
-        task = asyncio.get_running_loop().create_task(_close_when_idle(old_runtime))
+        store = self.services.responses_store
+        if store is not None and store.settings != config.responses.store:
+            self.services.responses_store = create_store(config.responses.store)
+            self._retire(store.close())
+        self._retire(_close_when_idle(old_runtime))
+        return new_runtime
+
+    def _retire(self, closing: Any) -> None:
+        task = asyncio.get_running_loop().create_task(closing)
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-        return new_runtime
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[envelope_errors], client_max_size=self.config.limits.max_body_bytes,
@@ -87,6 +98,9 @@ class ProxyApp:
         app.router.add_get("/", self.status_page)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/upstreams", self.upstreams)
+        app.router.add_get("/v1/responses/{id}", self.stored_response)
+        app.router.add_delete("/v1/responses/{id}", self.stored_response)
+        app.router.add_get("/v1/responses/{id}/input_items", self.stored_input_items)
         app.router.add_route("*", "/v1/{path:.*}", self.proxy)
         app.on_startup.append(lambda _: self.start())
         app.on_cleanup.append(lambda _: self.close())
@@ -136,6 +150,33 @@ class ProxyApp:
         payload = self.services.catalog.models_payload()
         return _json(anthropic_model_list(payload) if anthropic else payload)
 
+    async def stored_response(self, request: web.Request) -> web.Response:
+        """`GET` and `DELETE /v1/responses/{id}`, served from the responses store."""
+        response_id = request.match_info["id"]
+        if not stored.is_proxy_id(response_id):
+            return await self.proxy(request)  # an upstream's id: its own store answers
+        try:
+            self._authenticate(request)
+            store = self.services.responses_store
+            record = await stored.load(store, response_id)
+            if request.method == "DELETE":
+                await store.delete(response_id)
+                return _json(stored.deleted(response_id))
+            return _json(record.response)
+        except ProxyError as exc:
+            return _error_response(exc, "")
+
+    async def stored_input_items(self, request: web.Request) -> web.Response:
+        """`GET /v1/responses/{id}/input_items`, paged as OpenAI pages it."""
+        if not stored.is_proxy_id(request.match_info["id"]):
+            return await self.proxy(request)
+        try:
+            self._authenticate(request)
+            record = await stored.load(self.services.responses_store, request.match_info["id"])
+            return _json(stored.input_items_page(record.input_items, request.query))
+        except ProxyError as exc:
+            return _error_response(exc, "")
+
     async def upstreams(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         return _json(self._health_snapshot())
@@ -163,7 +204,7 @@ class ProxyApp:
     async def _serve(self, request: web.Request, runtime: Runtime) -> web.StreamResponse:
         request_id = incoming.request_id(request)
         received, proxy_request, response = time.monotonic(), None, None
-        path = request.match_info["path"].strip("/")
+        path = _v1_path(request).strip("/")
         api = inbound.api_for(path) if request.method == "POST" else None
         try:
             proxy_request, context = await self._proxy_request(request, request_id, runtime, received, path, api)
@@ -174,10 +215,10 @@ class ProxyApp:
                 proxy_request = routed
                 response = await runtime.handler(proxy_request)
             if api is not None:
-                response = api.render(response, context, proxy_request)
+                response = await api.render(response, context, proxy_request)
         except ProxyError as exc:
             if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
-                record_refusal(self.services, request.method, request.match_info["path"], request_id, exc, received,
+                record_refusal(self.services, request.method, _v1_path(request), request_id, exc, received,
                                api=api.name if api is not None else "other")
             return _error_response(exc, request_id, api)
         except Exception:  # a bug must become an envelope, never a traceback on the wire
@@ -203,8 +244,10 @@ class ProxyApp:
         raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
         incoming.check_path(path)
         body, model, stream, context = None, None, False, None
+        native, native_only = raw if api is not None and api.name != "chat" else b"", None
         if api is not None:
-            body, context = api.parse(raw, config.limits)
+            body, context, rewritten, native_only = await api.parse(raw, config.limits, self.services)
+            native = rewritten if rewritten is not None else native
         elif raw and incoming.is_json(request.content_type, path):
             body = validation.parse_json_object(raw, config.limits)
         if body is not None:
@@ -212,16 +255,18 @@ class ProxyApp:
             stream = body.get("stream") is True
         stream_options = body.get("stream_options") if body else None
         timeout = config.limits.request_timeout
-        targets = runtime.router.resolve(model)
-        return ProxyRequest(
+        stored_upstream = api is None and path.startswith("responses/")  # an id an upstream made (not the proxy's)
+        targets = runtime.router.stored_at("responses") if stored_upstream else runtime.router.resolve(model)
+        proxy_request = ProxyRequest(
             request_id=request_id, method=request.method, path=path, query=request.query_string,
             client_headers={name.lower(): value for name, value in request.headers.items()},
-            api=api.name if api is not None else "other", native_body=raw if api is not None and api.name != "chat" else b"",
+            api=api.name if api is not None else "other", native_body=native, native_only=native_only,
             body=body, raw_body=raw if body is None else b"", content_type=request.content_type,
             client_model=model, targets=targets, target=targets[0],
             stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)
                                                    and stream_options.get("include_usage")),
-            started_at=started, deadline=started + timeout if timeout else None), context
+            started_at=started, deadline=started + timeout if timeout else None)
+        return _narrowed_to_native(proxy_request) if native_only is not None else proxy_request, context
 
     def _authenticate(self, request: web.Request) -> None:
         keys = self.config.auth.api_keys
@@ -276,6 +321,21 @@ async def _write_quietly(stream: web.StreamResponse, data: bytes) -> None:
         await stream.write(data)
     except ConnectionError:
         pass  # nobody left to tell
+
+
+def _narrowed_to_native(request: ProxyRequest) -> ProxyRequest:
+    """A request only an upstream speaking the client's API can serve (hosted tools for Responses,
+    documents or server tools for Messages) goes only to the native targets leading its alias;
+    with none, it is refused with the error its API gave."""
+    native = request.leading_native_targets()
+    if not native:
+        raise request.native_only
+    return request.replace(targets=native, target=native[0])
+
+
+def _v1_path(request: web.Request) -> str:
+    """The path below /v1/, whichever route matched."""
+    return request.match_info.get("path", request.path[len("/v1/"):])
 
 
 def _trace_headers(request: ProxyRequest, response: ProxyResponse) -> dict[str, str]:

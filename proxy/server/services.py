@@ -9,11 +9,13 @@ from proxy.observability.metrics import Metrics
 from proxy.resilience.circuit import CircuitRegistry
 from proxy.resilience.registry import LimiterRegistry
 from proxy.server.lifecycle import Drain
+from proxy.state.store import create_store
 
 
 def create_services(config: Config) -> Services:
     services = Services(metrics=Metrics(), catalog=Catalog(config), limiters=LimiterRegistry(),
-                        circuits=CircuitRegistry(), drain=Drain())
+                        circuits=CircuitRegistry(), drain=Drain(),
+                        responses_store=create_store(config.responses.store))
     services.metrics.configure(config)
     _wire_health(services, config)
     services.limiters.add_wait_observer(services.metrics.observe_queue_wait)  # queue waits reach the metrics

@@ -63,6 +63,14 @@ class SSEEvent:
             self._json = jsonutil.loads(data)
         return self._json
 
+    def json_object(self) -> dict[str, Any]:
+        """Decoded data when it is a JSON object, else {} (for a watcher that only looks)."""
+        try:
+            payload = self.json()
+        except ValueError:
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
     def _parse(self) -> None:
         if self._parsed:
             return

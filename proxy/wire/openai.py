@@ -241,6 +241,14 @@ def parse_retry_after(value: str | None) -> float | None:
             return None
 
 
+def wants_usage(request: ProxyRequest) -> bool:
+    """Whether a translated stream sends a usage chunk: the way an OpenAI upstream would, when the
+    body's stream_options ask for it (the client did, or the streaming middleware did for its
+    metrics and drops it again)."""
+    options = (request.body or {}).get("stream_options")
+    return request.client_wants_usage or (isinstance(options, dict) and options.get("include_usage") is True)
+
+
 def record_usage(request: ProxyRequest, usage: Any) -> None:
     if isinstance(usage, dict):
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")

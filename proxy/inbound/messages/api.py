@@ -14,8 +14,9 @@ from typing import Any
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
 from proxy.core.errors import ProxyError
-from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
-from proxy.inbound import validation
+from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.core.services import Services
+from proxy.inbound import Parsed, validation
 from proxy.inbound.messages.answer import from_chat
 from proxy.inbound.messages.errors import envelope, error_event
 from proxy.inbound.messages.content import AnthropicOnly
@@ -27,21 +28,12 @@ from proxy.streams.wrapper import FailureAsEvent
 class MessagesAPI:
     name = "messages"
 
-    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], MessagesContext]:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
         pivot, context = chat_body(validation.parse_json_object(raw, limits))
         validation.check_chat(pivot, limits)
-        return pivot, context
+        return Parsed(pivot, context, native_only=context.anthropic_only)
 
-    def route(self, request: ProxyRequest, context: MessagesContext) -> ProxyRequest:
-        """A request only Anthropic can serve goes only to the Anthropic upstreams leading its targets."""
-        if context.anthropic_only is None:
-            return request
-        native = leading_native_targets(request)
-        if not native:
-            raise context.anthropic_only
-        return request.replace(targets=native, target=native[0])
-
-    def render(self, response: ProxyResponse, context: MessagesContext, request: ProxyRequest) -> ProxyResponse:
+    async def render(self, response: ProxyResponse, context: MessagesContext, request: ProxyRequest) -> ProxyResponse:
         upstream = response.upstream or "upstream"
         if response.events is not None:
             if response.dialect is None or response.dialect.name != self.name:
@@ -67,17 +59,6 @@ def chat_body(body: dict[str, Any]) -> tuple[dict[str, Any], MessagesContext]:
         return to_chat(body)
     except AnthropicOnly as refusal:
         return passthrough_only(body, refusal)
-
-
-def leading_native_targets(request: ProxyRequest) -> tuple[Target, ...]:
-    """The targets that speak Messages themselves, up to the first that does not (fallback
-    among them still works; one that would need translation is never tried)."""
-    native: list[Target] = []
-    for target in request.targets:
-        if not request.passes_through(target.upstream):
-            break
-        native.append(target)
-    return tuple(native)
 
 
 def _error_event(exc: Exception):

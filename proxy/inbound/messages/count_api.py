@@ -13,30 +13,31 @@ from typing import Any
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.inbound import validation
-from proxy.inbound.messages.api import MessagesAPI, chat_body, leading_native_targets
+from proxy.core.services import Services
+from proxy.inbound import Parsed, validation
+from proxy.inbound.messages.api import MessagesAPI, chat_body
 from proxy.inbound.messages.count import estimate_input_tokens
 
 
 class CountTokensAPI(MessagesAPI):
-    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
         """The body is checked as a Messages request would be (a count has no max_tokens, so one is
         assumed); the context is the client's body, for the estimate."""
         body = validation.parse_json_object(raw, limits)
         pivot, _ = chat_body({"max_tokens": 1, **body})
         pivot.pop("stream", None)  # a count is one JSON answer, whatever the body says
         validation.check_chat(pivot, limits)
-        return pivot, body
+        return Parsed(pivot, body)
 
     def route(self, request: ProxyRequest, body: dict[str, Any]) -> ProxyRequest | ProxyResponse:
         """The request narrowed to the Anthropic upstreams that lead its targets (a chat upstream
         cannot count), or the estimate when none does."""
-        counting = leading_native_targets(request)
+        counting = request.leading_native_targets()
         if not counting:
             return ProxyResponse(body=jsonutil.dumps({"input_tokens": estimate_input_tokens(body)}))
         return request.replace(targets=counting, target=counting[0])
 
-    def render(self, response: ProxyResponse, context: Any, request: ProxyRequest) -> ProxyResponse:
+    async def render(self, response: ProxyResponse, context: Any, request: ProxyRequest) -> ProxyResponse:
         return response  # Anthropic's own count, or the estimate: already in Anthropic's shape
 
 

@@ -28,14 +28,16 @@ def item_id(kind: str, response_id: str, output_index: int) -> str:
 
 # ---- items ------------------------------------------------------------------------------------------
 
-def reasoning_item(item_id_: str, text: str, blocks: list[dict[str, Any]], context: ResponsesContext) -> dict:
+def reasoning_item(item_id_: str, text: str, blocks: list[dict[str, Any]], context: ResponsesContext,
+                   encrypted: bool | None = None) -> dict:
     """Summary only when the request asked for one (as OpenAI); encrypted_content only when
-    `include` asked for it. Reasoning text without signed blocks is carried as an unsigned block,
-    so a chat upstream that wants its reasoning back (DeepSeek with tools) can get it."""
+    `include` asked for it (or `encrypted` says so: the store keeps it either way). Reasoning text
+    without signed blocks is carried as an unsigned block, so a chat upstream that wants its
+    reasoning back (DeepSeek with tools) can get it."""
     summary = [{"type": "summary_text", "text": text}] if text and context.wants_summary else []
     item: dict[str, Any] = {"id": item_id_, "type": "reasoning", "summary": summary}
     carried = blocks or ([{"type": "thinking", "thinking": text}] if text else [])
-    if carried and context.wants_encrypted_reasoning:
+    if carried and (context.wants_encrypted_reasoning if encrypted is None else encrypted):
         item["encrypted_content"] = encode_thinking_blocks(carried)
     return item
 
@@ -218,6 +220,8 @@ class ResponseState:
         self.sequence_number = 0
         self.output: dict[int, dict[str, Any]] = {}
         self.usage: Any = None
+        # reasoning item id -> its encrypted_content, where the client did not ask for it (for the store)
+        self.carried: dict[str, str] = {}
 
     def event(self, kind: str, **fields: Any) -> SSEEvent:
         payload = {"type": kind, "sequence_number": self.sequence_number, **fields}

@@ -1,48 +1,83 @@
 """The Responses API as an inbound API of the chain (see proxy/inbound/__init__.py): a Responses
 request becomes a chat pivot body, and the chain's chat answer or stream becomes a Response
-object or Responses events. Stored responses are not kept yet: `previous_response_id` is refused
-with a 400 that says so, and `store: true` is accepted with nothing kept."""
+object or Responses events.
+
+Stored responses (stored.py, keeping.py): a `previous_response_id` the proxy made is continued
+by replaying the stored conversation before the new input, so it works on every upstream format;
+with `store: true` (the default) each finished response is kept for the next turn and for
+GET /v1/responses/{id}. An id the proxy did not make belongs to an upstream's own store and is
+left in the request for a Responses-format upstream."""
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Any
+from typing import Any, AsyncIterator
 
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.inbound import validation
+from proxy.core.services import Services
+from proxy.inbound import Parsed, validation
 from proxy.inbound.responses.answer import from_chat
+from proxy.inbound.responses.keeping import KeepOnCompletion, Turn, carried_from_chat, keep
 from proxy.inbound.responses.request import ResponsesContext, to_chat
+from proxy.inbound.responses.stored import input_item_list, is_proxy_id, load_previous, new_response_id
 from proxy.inbound.responses.stream import ChatToResponsesStream, failed_event
-from proxy.streams.wrapper import FailureAsEvent
+from proxy.state.store import StoreUnavailable
+from proxy.streams.sse import SSEEvent
+from proxy.streams.wrapper import FailureAsEvent, StreamWrapper
 
 
 class ResponsesAPI:
     name = "responses"
 
-    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], ResponsesContext]:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
         body = validation.parse_json_object(raw, limits)
-        if body.get("previous_response_id") is not None:
-            raise InvalidRequest("previous_response_id needs stored responses, which this proxy does not keep yet; "
-                                 "send the whole conversation in 'input' (as with store: false)",
-                                 param="previous_response_id", code="previous_response_not_found")
-        pivot, context = to_chat(body)
-        validation.check_chat(pivot, limits)
-        return pivot, context
+        store = services.responses_store
+        previous = body.get("previous_response_id")
+        history = (await load_previous(store, previous)).conversation() if is_proxy_id(previous) else []
+        native = None
+        if history:
+            body = {**body, "input": history + input_item_list(body.get("input"))}
+            # A Responses upstream never saw the proxy's id: it is sent the conversation in full.
+            native = jsonutil.dumps({name: value for name, value in body.items() if name != "previous_response_id"})
+        try:
+            pivot, context = to_chat(body)
+            validation.check_chat(pivot, limits)
+        except InvalidRequest as refusal:
+            # What only a Responses upstream takes (hosted tools and their items): passed through
+            # to one, answered with this refusal by any other.
+            return Parsed(_routing_only(body), Turn(ResponsesContext(model=str(body.get("model")))), native, refusal)
+        keeps = context.store and store is not None
+        if keeps and not store.available():
+            raise StoreUnavailable("the responses store cannot be reached; send store: false to go without it")
+        items = tuple(body["input"] if history else input_item_list(body.get("input"))) if keeps else ()
+        turn = Turn(context, store if keeps else None, items)
+        if isinstance(previous, str) and not history:  # an upstream's id: only its own store has it
+            return Parsed(pivot, turn, native, _not_stored_here(previous))
+        return Parsed(pivot, turn, native)
 
-    def render(self, response: ProxyResponse, context: ResponsesContext, request: ProxyRequest) -> ProxyResponse:
+    async def render(self, response: ProxyResponse, turn: Turn, request: ProxyRequest) -> ProxyResponse:
         if response.dialect is not None and response.dialect.name == self.name:
+            if response.events is not None:  # after the stream began, a failure is one `error` event
+                numbered = _Numbered(response.events)
+                response.events = FailureAsEvent(numbered, lambda exc: _error_event(exc, numbered.next_number()))
+            response.dialect = None
             return response  # an upstream that speaks Responses: its own answer, as it is
-        response_id, created_at = "resp_" + uuid.uuid4().hex, int(time.time())
+        context = turn.context
+        response_id, created_at = new_response_id(), int(time.time())
         upstream = response.upstream or "upstream"
         if response.events is not None:
             stream = ChatToResponsesStream(response.events, context, response_id, created_at, upstream)
-            response.events = FailureAsEvent(stream, lambda exc: _failed(stream, exc))
+            events = KeepOnCompletion(stream, turn, stream.state.carried) if turn.store is not None else stream
+            response.events = FailureAsEvent(events, lambda exc: _failed(stream, exc))
             response.dialect = None
             return response
-        response.body = jsonutil.dumps(from_chat(response.json_body(), context, response_id, created_at))
+        completion = response.json_body()
+        answer = from_chat(completion, context, response_id, created_at)
+        if turn.store is not None:
+            await keep(turn, answer, carried_from_chat(completion, context, response_id))
+        response.body = jsonutil.dumps(answer)
         response.content_type = "application/json"
         return response
 
@@ -50,7 +85,45 @@ class ResponsesAPI:
         return error.status, error.body(), dict(error.headers)
 
 
-def _failed(stream: ChatToResponsesStream, exc: Exception):
+def _routing_only(body: dict[str, Any]) -> dict[str, Any]:
+    """The pivot of a request only a Responses upstream can take: what routing reads."""
+    return {"model": body.get("model"), "messages": [], **({"stream": True} if body.get("stream") is True else {})}
+
+
+def _not_stored_here(response_id: str) -> InvalidRequest:
+    return InvalidRequest(f"Previous response with id '{response_id}' not found. It was not made by this proxy, so "
+                          f"only the format: responses upstream that made it can continue it",
+                          param="previous_response_id", code="previous_response_not_found")
+
+
+class _Numbered(StreamWrapper):
+    """An upstream's Responses events passed on as they are, the last one remembered: the `error`
+    event that ends a broken stream takes the next sequence number."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self, inner: AsyncIterator[SSEEvent]):
+        super().__init__(inner)
+        self._last: SSEEvent | None = None
+
+    def transform(self, event: SSEEvent) -> SSEEvent:
+        self._last = event
+        return event
+
+    def next_number(self) -> int:
+        number = self._last.json_object().get("sequence_number") if self._last is not None else None
+        return number + 1 if isinstance(number, int) else 0
+
+
+def _error_event(exc: Exception, sequence_number: int) -> Any:
+    if not isinstance(exc, ProxyError):
+        return None
+    error = exc.envelope()["error"]
+    return SSEEvent.from_json({"type": "error", "code": error["code"], "message": error["message"],
+                               "param": error["param"], "sequence_number": sequence_number}, event="error")
+
+
+def _failed(stream: ChatToResponsesStream, exc: Exception) -> Any:
     if not isinstance(exc, ProxyError):
         return None
     return failed_event(stream.state, exc)

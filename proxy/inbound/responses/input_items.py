@@ -175,7 +175,7 @@ class _Builder:
             message["reasoning_encrypted"] = held["foreign"]
 
     def _reference(self, item: dict[str, Any], where: str) -> None:
-        raise fail(f"'{where}': item_reference needs stored items; this proxy keeps none, so send the "
+        raise fail(f"'{where}': item_reference is not resolved by this proxy (previous_response_id is); send the "
                    f"item itself", where)
 
 

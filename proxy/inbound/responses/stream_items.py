@@ -67,7 +67,12 @@ class ReasoningItem(OpenItem):
             events.append(self._item_event("response.reasoning_summary_text.done", summary_index=0, text=text))
             events.append(self._item_event("response.reasoning_summary_part.done", summary_index=0,
                                            part={"type": "summary_text", "text": text}))
-        events.append(self._finish(reasoning_item(self.id, text, self.blocks, self.state.context)))
+        item = reasoning_item(self.id, text, self.blocks, self.state.context)
+        if "encrypted_content" not in item:
+            full = reasoning_item(self.id, text, self.blocks, self.state.context, encrypted=True)
+            if full.get("encrypted_content"):
+                self.state.carried[self.id] = full["encrypted_content"]
+        events.append(self._finish(item))
         return events
 
 

@@ -71,12 +71,12 @@ async def watch_native(events: AsyncIterator[SSEEvent], request: ProxyRequest,
         async for event in events:
             kind = event.event
             if kind == "error":
-                raise error_from_event(name, _json(event))
+                raise error_from_event(name, event.json_object())
             if kind == "message_start":
-                message = _json(event).get("message") or {}
+                message = event.json_object().get("message") or {}
                 _record(request, message.get("usage") if isinstance(message, dict) else None)
             elif kind == "message_delta":
-                _record(request, _json(event).get("usage"), output_only=True)
+                _record(request, event.json_object().get("usage"), output_only=True)
             yield event
             if kind == "message_stop":
                 return
@@ -98,18 +98,11 @@ class MessagesEvents:
 
     @staticmethod
     def failure(event: SSEEvent, upstream: str) -> UpstreamError | None:
-        return error_from_event(upstream, _json(event)) if event.event == "error" else None
+        return error_from_event(upstream, event.json_object()) if event.event == "error" else None
 
 
 MESSAGES_EVENTS = MessagesEvents()
 
-
-def _json(event: SSEEvent) -> dict[str, Any]:
-    try:
-        payload = event.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
 
 
 def _record(request: ProxyRequest, usage: Any, output_only: bool = False) -> None:

@@ -17,6 +17,7 @@ from proxy.core.errors import UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
 from proxy.streams.sse import SSEEvent, done_event
 from proxy.wire.anthropic.response import error_from_event, finish_reason, openai_usage, record_usage
+from proxy.wire.openai import wants_usage
 
 
 class _Block:
@@ -183,13 +184,6 @@ def _index(upstream: str, event: dict[str, Any]) -> int:
     if isinstance(index, bool) or not isinstance(index, int):
         raise UpstreamProtocolError(upstream, f"sent a {event.get('type')} event without a block index")
     return index
-
-
-def wants_usage(request: ProxyRequest) -> bool:
-    """Usage is sent the way an OpenAI upstream would: when the body's stream_options ask for it
-    (the client did, or the streaming middleware did for its metrics and drops it again)."""
-    options = (request.body or {}).get("stream_options")
-    return request.client_wants_usage or (isinstance(options, dict) and options.get("include_usage") is True)
 
 
 async def translate(events: AsyncIterator[SSEEvent], request: ProxyRequest,
