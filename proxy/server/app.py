@@ -143,7 +143,7 @@ class ProxyApp:
         try:
             self._authenticate(request)
             config = self.config
-            raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
+            raw = await incoming.read_body(request, config.limits)
             body = validation.parse_json_object(raw, config.limits)
             self.runtime.router.resolve(validation.check_model_field(body))  # an unknown model is a 404
             return _json(count_tokens(body))
@@ -209,7 +209,7 @@ class ProxyApp:
                              started: float, path: str, api: inbound.InboundAPI | None) -> tuple[ProxyRequest, Any]:
         config = runtime.config
         self._authenticate(request)
-        raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
+        raw = await incoming.read_body(request, config.limits)
         incoming.check_path(path)
         body, model, stream, context = None, None, False, None
         if api is not None:
