@@ -20,7 +20,8 @@ from aiohttp import web
 from proxy import inbound
 from proxy.config.model import Config
 from proxy.core import jsonutil
-from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, sse_error_bytes
+from proxy.core.errors import (AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, UpstreamProtocolError,
+                               sse_error_bytes)
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.inbound import validation
@@ -265,6 +266,14 @@ async def _write_stream(request: web.Request, response: ProxyResponse, headers: 
         "X-Accel-Buffering": "no"})
     try:
         await stream.prepare(request)
+    except (ValueError, ConnectionError) as exc:
+        await response.aclose()
+        if isinstance(exc, ConnectionError):
+            return stream  # the client went away before the stream began
+        # aiohttp refused a header (a control character) and wrote nothing: still a status line
+        error = UpstreamProtocolError(response.upstream or "?", "answered with a header that cannot be written")
+        return _error_response(error, headers.get("x-request-id", ""))
+    try:
         async for event in response.events:
             await stream.write(event.raw)
     except ProxyError as exc:

@@ -123,7 +123,8 @@ class Transport:
                     dialect = CHAT_EVENTS
                 return ProxyResponse(status=response.status, headers=passthrough, events=events,
                                      content_type=SSE_TYPE, upstream=upstream.name, dialect=dialect)
-            payload = await _read_bounded(response, upstream, None, budget)
+            payload = await _read_bounded(response, upstream, None, budget,
+                                          refuse_beyond=self._config.limits.max_response_bytes)
         except BaseException:
             response.close()
             raise
@@ -150,10 +151,14 @@ def _deadline(request: ProxyRequest, upstream: UpstreamConfig) -> tuple[float, s
 
 
 async def _read_bounded(response: http1.Response, upstream: UpstreamConfig, limit: int | None,
-                        budget: str) -> bytes:
-    """The body (at most `limit` bytes: an error body is for reading, not for holding a download)."""
+                        budget: str, refuse_beyond: int | None = None) -> bytes:
+    """The body (at most `limit` bytes: an error body is for reading, not for holding a download);
+    an answer longer than `refuse_beyond` once decompressed is refused (limits.max_response_bytes)."""
     try:
-        return await response.read(limit)
+        return await response.read(limit, refuse_beyond)
+    except http1.ResponseTooLarge as exc:
+        raise UpstreamProtocolError(upstream.name, f"answered with a body larger than limits.max_response_bytes "
+                                                   f"({exc.limit} bytes, decompressed)") from None
     except (http1.ClientFailure, OSError) as exc:
         raise map_client_error(upstream, exc, phase="body", budget=budget) from None
     finally:
