@@ -38,6 +38,7 @@ class HostileUpstream:
         self.script: list[Behaviour] = []
         self.requests: list[Request] = []
         self.handlers: set[asyncio.Task] = set()
+        self.misbehaving = 0  # scripted behaviours still running (an endless stream nobody stopped)
 
     async def start(self) -> "HostileUpstream":
         self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
@@ -65,9 +66,15 @@ class HostileUpstream:
                     writer.write(answer(b'{"object": "list", "data": []}'))
                     continue
                 self.requests.append(request)
-                behaviour = self.script.pop(0) if self.script else behave
-                if not await behaviour(request, writer):
-                    break
+                if not self.script:
+                    await behave(request, writer)
+                    continue
+                self.misbehaving += 1
+                try:
+                    if not await self.script.pop(0)(request, writer):
+                        break
+                finally:
+                    self.misbehaving -= 1
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
