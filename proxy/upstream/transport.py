@@ -4,7 +4,8 @@ One pool of keep-alive connections per upstream (proxy/upstream/pool.py). Every 
 and ssl failure is mapped into proxy.core.errors here and nowhere else. Timeouts: `connect`
 bounds the TCP/TLS setup, `first_byte` bounds every read (the response head and, once
 streaming, each silence between chunks), and `total` bounds the whole attempt including
-the stream (or `limits.request_timeout`, when that ends sooner).
+the stream (or `limits.request_timeout`, when that ends sooner), checked on every read.
+A non-streamed answer is refused past `limits.max_response_bytes` once decompressed.
 """
 from __future__ import annotations
 
