@@ -266,3 +266,27 @@ async def test_an_upstream_that_goes_silent_mid_stream_ends_with_an_error_event(
     status, text = await hostile.ask(stream=True)
     assert status == 200 and "upstream 'hostile'" in _error(text) and "[DONE]" not in text
     await hostile.still_serves()
+
+
+# ---- a response aiohttp refuses to write still gets a status line ------------------------------------------
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_header_aiohttp_refuses_to_write_is_a_502_envelope_not_a_traceback(proxy_factory, stream):
+    """A plugin (the only source left, since upstream heads with control characters are refused)
+    sets a header with a line break: the client still gets a status line, the log no traceback."""
+    log = StringIO()
+    handler = setup_logging(LoggingConfig(level="debug", format="json"), stream=log)
+    try:
+        proxy = await proxy_factory("""
+            upstreams: {demo: {format: mock}}
+            plugins: [{path: "tests.sample_plugin:TagRequests", options: {tag: "a\\nInjected: yes"}}]
+            health: {enabled: false}
+        """)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(proxy.url + "/v1/chat/completions", json={
+                    "model": "demo/echo", "messages": [{"role": "user", "content": "hi"}], "stream": stream}) as response:
+                status, body = response.status, await response.text()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert status == 502 and "Injected" not in body and json.loads(body)["error"]["code"] == "upstream_bad_response"
+    assert "Traceback" not in log.getvalue() and "Unhandled exception" not in log.getvalue()

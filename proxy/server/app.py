@@ -28,7 +28,7 @@ from proxy.inbound import validation
 from proxy.inbound.messages.catalog import anthropic_model_list, count_tokens
 from proxy.observability.logs import record_refusal
 from proxy.server import incoming
-from proxy.server.guard import GuardedRunner
+from proxy.server.guard import GuardedRunner, writable
 from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
 from proxy.server.status import fallback_snapshot, render_status_page
@@ -261,18 +261,18 @@ async def _close_when_idle(runtime: Runtime) -> None:
 
 
 async def _write_stream(request: web.Request, response: ProxyResponse, headers: dict[str, str]) -> web.StreamResponse:
+    if not writable(headers):  # a header with a control character (from a plugin): still a status line
+        await response.aclose()
+        error = UpstreamProtocolError(response.upstream or "?", "answered with a header that cannot be written")
+        return _error_response(error, headers.get("x-request-id", ""))
     stream = web.StreamResponse(status=response.status, headers={
         **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no"})
     try:
         await stream.prepare(request)
-    except (ValueError, ConnectionError) as exc:
+    except ConnectionError:
         await response.aclose()
-        if isinstance(exc, ConnectionError):
-            return stream  # the client went away before the stream began
-        # aiohttp refused a header (a control character) and wrote nothing: still a status line
-        error = UpstreamProtocolError(response.upstream or "?", "answered with a header that cannot be written")
-        return _error_response(error, headers.get("x-request-id", ""))
+        return stream  # the client went away before the stream began
     try:
         async for event in response.events:
             await stream.write(event.raw)

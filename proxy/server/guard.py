@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, InvalidURLError, LineTooLong
@@ -45,6 +46,8 @@ KEEPALIVE_TIMEOUT = 75.0
 # A connection over the limit that sends no request is closed after this many seconds.
 OVER_LIMIT_GRACE = 5.0
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
+# Seconds a connection answered 408 for a slow head stays half-closed before it is closed.
+LINGER_AFTER_408 = 2.0
 
 
 class GuardedRunner(web.AppRunner):
@@ -125,8 +128,11 @@ class _EnvelopeRequestHandler(RequestHandler):
     # parsed, every byte that arrives belongs to the next request's head.
     _answered = 0
     _head_timer: asyncio.TimerHandle | None = None
+    _lingering = False  # answered 408 and half-closed: what still arrives is read and dropped
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         awaiting_head = self._request_count == self._answered
         super().data_received(data)
         if self._request_count != self._answered:
@@ -148,16 +154,22 @@ class _EnvelopeRequestHandler(RequestHandler):
         self._head_timer = None
         if self.transport is None or self._force_close or self._request_count != self._answered:
             return
-        if self._waiter is not None and not self._waiter.done():  # idle between requests: room for an answer
-            error = ProxyError(f"the request head did not arrive within limits.header_timeout ({timeout:g}s)",
-                               status=408, error_type="invalid_request_error", code="request_timeout")
-            self.transport.write(_raw_response(error))
         if self._manager is not None:
             slow = self._manager.slow_heads.add()
             if slow:
                 log.info("closed %d connection(s) whose request head did not arrive within "
                          "limits.header_timeout (%gs)", slow, timeout)
-        self.force_close()
+        if self._waiter is None or self._waiter.done() or not self.transport.can_write_eof():
+            self.force_close()  # between a request and its answer: no room for another answer
+            return
+        error = ProxyError(f"the request head did not arrive within limits.header_timeout ({timeout:g}s)",
+                           status=408, error_type="invalid_request_error", code="request_timeout")
+        self.transport.write(_raw_response(error))
+        # Closing at once would reset the connection if the client is still sending, and a reset
+        # can discard the 408 before the client reads it: half-close, drop what arrives, then close.
+        self.transport.write_eof()
+        self._lingering = True
+        self._loop.call_later(LINGER_AFTER_408, self.force_close)
 
     async def finish_response(self, request: web.BaseRequest, resp: web.StreamResponse,
                               start_time: float | None) -> tuple[web.StreamResponse, bool]:
@@ -204,6 +216,16 @@ def _describe(status: int, exc: BaseException | None, server: Any) -> ProxyError
     if status == 504:
         return ProxyError("the request took too long", status=504, error_type="server_error", code="timeout")
     return ProxyError("internal error in byok-proxy", status=500, code="internal_error")
+
+
+# What aiohttp refuses to write in a header name or value (its header-injection check).
+_UNWRITABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def writable(headers: Mapping[str, str]) -> bool:
+    """Whether aiohttp will write these headers. A stream checks before it starts: a failed
+    start leaves aiohttp's writer set up for chunks, and no other answer can follow cleanly."""
+    return not _UNWRITABLE.search("".join(f"{name}{value}" for name, value in headers.items()))
 
 
 def _raw_response(error: ProxyError) -> bytes:
