@@ -262,12 +262,64 @@ async def test_read_timeout_before_the_head_and_the_deadline_between_chunks(raw_
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", "longer than its size"),
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx", "Content-Encoding"),
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope", "gzip"),
+    (b"HTTP/1.1 200 OK\r\nX-A: 1\r2\r\nContent-Length: 0\r\n\r\n", "control character"),
+    (b"HTTP/1.1 200 OK\r\nX-A: 1\n2\r\nContent-Length: 0\r\n\r\n", "control character"),
+    (b"HTTP/1.1 200 OK\r\nX-A: 1\x002\r\nContent-Length: 0\r\n\r\n", "control character"),
+    (b"HTTP/1.1 200 OK\r\nX-A: 1\x7f\r\nContent-Length: 0\r\n\r\n", "control character"),
+    (b"HTTP/1.1 200 OK\r\nX\rA: 1\r\nContent-Length: 0\r\n\r\n", "control character"),
+    (b"HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n", "control character"),
+    (b"HTTP/1.1 200 OK\r\nX A: 1\r\nContent-Length: 0\r\n\r\n", "header line"),
+    (b"HTTP/1.1 200 OK\r\nX-A : 1\r\nContent-Length: 0\r\n\r\n", "header line"),
+    (b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n", "header line"),
+    (b"HTTP/1.1 200 OK\r\n: empty name\r\nContent-Length: 0\r\n\r\n", "header line"),
 ])
 async def test_malformed_answers_are_refused(raw_server, answer, problem):
     server = await raw_server(lambda n: answer)
     with pytest.raises(http1.MalformedResponse, match=problem):
         response = await _request(server)
         await response.read()
+
+
+async def test_a_tab_in_a_header_value_is_kept(raw_server):
+    server = await raw_server(lambda n: _ok(b"{}", b"X-Note: a\tb\r\n"))
+    response = await _request(server)
+    assert response.headers["X-Note"] == "a\tb"
+    response.close()
+
+
+async def test_the_deadline_holds_when_data_is_always_waiting(raw_server):
+    piece = b"x" * 4096
+
+    async def endless(n):
+        writer = server.writers[-1]
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while not writer.is_closing():
+            writer.write(b"1000\r\n" + piece + b"\r\n")
+            await writer.drain()
+
+    server = await raw_server(endless)
+    response = await _request(server, read_timeout=30.0, deadline=_deadline(1.0))
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(http1.ReadTimeout) as caught:
+        while await response.read_chunk():
+            pass
+    assert caught.value.by_deadline and asyncio.get_running_loop().time() - started < 10
+
+
+async def test_a_gzip_bomb_inflates_a_bounded_piece_per_read_and_is_refused_past_the_cap(raw_server):
+    bomb = gzip.compress(b"0" * (64 * 1024 * 1024), 9)  # 64 MiB from about 64 KiB
+    server = await raw_server(lambda n: _ok(bomb, b"Content-Encoding: gzip\r\n"))
+    response = await _request(server)
+    sizes = [len(await response.read_chunk()) for _ in range(20)]
+    assert max(sizes) <= http1.DECODED_PER_READ and sum(sizes) > 0
+    response.close()
+    response = await _request(server)
+    with pytest.raises(http1.ResponseTooLarge):
+        await response.read(refuse_beyond=1024 * 1024)
+    response.close()
+    response = await _request(server)
+    assert len(await response.read()) == 64 * 1024 * 1024  # read whole when nothing caps it
+    response.release()
 
 
 async def test_an_endless_head_is_refused_not_buffered(raw_server):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.config.model import ConfigError, parse_config
-from proxy.config.secrets import REDACTED, Keyring, Secret, SecretError, redact, redact_value
+from proxy.config.secrets import REDACTED, Keyring, Secret, SecretError, quote, redact, redact_value
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,6 +60,35 @@ def test_overlapping_secrets_are_redacted_completely():
     short, long = "sk-overlap-abc", "sk-overlap-abc-and-more-characters"
     Secret(short), Secret(long)
     assert redact(f"x {long} y {short} z") == f"x {REDACTED} y {REDACTED} z"
+
+
+CUT_KEY = "sk-cut-Xq7Lm2Rt9Vb4Nz6Pw1Kd8Hs3Jf5"
+
+
+@pytest.mark.parametrize("piece", [CUT_KEY[:9], CUT_KEY[:20], CUT_KEY[:-1], CUT_KEY[-9:], CUT_KEY[-25:], CUT_KEY[1:]])
+def test_a_cut_prefix_or_suffix_of_a_secret_longer_than_8_characters_is_redacted(piece):
+    Secret(CUT_KEY)
+    assert redact(f"quoted: {piece}...") == f"quoted: {REDACTED}..."
+
+
+def test_pieces_of_8_characters_or_fewer_are_left_alone_as_ordinary_text():
+    Secret(CUT_KEY)
+    assert redact(f"a {CUT_KEY[:8]} b {CUT_KEY[-8:]} c") == f"a {CUT_KEY[:8]} b {CUT_KEY[-8:]} c"
+
+
+def test_quote_redacts_before_it_cuts_so_the_cut_leaves_no_piece_of_a_key():
+    Secret(CUT_KEY)
+    text = "x" * 290 + CUT_KEY + " was refused"
+    quoted = quote(text, 300)
+    assert quoted == "x" * 290 + REDACTED + " was re..."
+    assert CUT_KEY[:9] not in quote("x" * 291 + CUT_KEY, 300)
+
+
+def test_values_from_the_environment_are_redacted_only_whole_in_config_messages():
+    from proxy.config.secrets import _config_values, redact_config
+    _config_values.add("https://gateway.example.com/v1")
+    assert redact_config("base_url https://gateway.example.com/v1 is bad") == f"base_url {REDACTED} is bad"
+    assert redact_config("see https://gateway.example.org") == "see https://gateway.example.org"
 
 
 # ---- keyring -----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from proxy.config.secrets import redact
+from proxy.config.secrets import quote, redact
 from proxy.core import jsonutil
 from proxy.core.errors import (InvalidRequest, ProxyError, RateLimited, ServiceUnavailable, UpstreamAuthError,
                                UpstreamError, UpstreamHTTPError, UpstreamProtocolError, UpstreamTimeout)
@@ -65,7 +65,7 @@ def provider_error(body: bytes) -> ProviderError:
         payload: Any = jsonutil.loads(body)
     except ValueError:
         text = body.decode("utf-8", errors="replace").strip()
-        return ProviderError(message=text[:300] if not text.startswith("<") else "")
+        return ProviderError(message=quote(text, 300) if not text.startswith("<") else "")
     if isinstance(payload, list) and payload:
         payload = payload[0]
     if not isinstance(payload, dict):

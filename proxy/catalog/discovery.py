@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urlsplit
 
 from proxy.catalog.diagnose import Diagnosis, classify_exception, classify_http, provider_error
 from proxy.config.model import UpstreamConfig
+from proxy.config.secrets import quote
 from proxy.core import jsonutil
 from proxy.upstream import failures, http1
 from proxy.upstream import pool as upstream_client
@@ -317,7 +318,7 @@ async def request_json(client: ListClient, url: str, headers: Mapping[str, str],
                              f"final address (keys are never sent after a redirect)",
                              url=url, status=status, body=b"", headers=answer_headers)
     if status >= 400:
-        said = provider_error(raw).message[:300]
+        said = quote(provider_error(raw).message, 300)
         raise DiscoveryError(f"{url} answered HTTP {status}" + (f": {said}" if said else ""),
                              url=url, status=status, body=raw, headers=answer_headers)
     try:

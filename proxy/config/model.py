@@ -235,7 +235,14 @@ class LimitsConfig:
     max_messages: int = field(default=10_000, metadata={"check": _at_least(1)})
     max_header_bytes: int = field(default=16 * 1024, metadata={"check": _at_least(1024)})
     max_connections: int = field(default=10_000, metadata={"check": _at_least(1)})
+    # Seconds for a request head (request line and headers) to arrive once its first byte has.
+    header_timeout: float = positive(10.0)
+    # Seconds for a request body to arrive: the largest body (max_body_bytes) at about 1 Mbit/s.
+    body_timeout: float = positive(300.0)
+    # The whole request, answer included (off unless set); also bounds the body when shorter.
     request_timeout: Optional[float] = positive(None)
+    # An upstream's non-streamed answer, after decompression; past it the client gets a 502.
+    max_response_bytes: int = field(default=64 * 1024 * 1024, metadata={"check": _at_least(1024)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,13 +56,27 @@ class Secret:
 
 
 class _Registry:
-    """Known secret strings, longest first so overlapping secrets redact fully."""
+    """Known secret strings, longest first so overlapping secrets redact fully.
 
-    MIN_LENGTH = 6  # shorter strings would redact ordinary words
+    With `partial`, a cut piece of a secret is redacted too: any prefix or suffix of it longer
+    than PARTIAL_MIN - 1 characters, as left where a quote was shortened (an upstream's error
+    text cut at 300 characters, a status line at 40) whether we cut it or the upstream did.
+    Any such piece holds the secret's first or last PARTIAL_MIN characters, so one scan for
+    those finds them all (`_anchors`), and most text, holding none, costs that scan only.
+    Where one is found, prefixes are replaced by one pattern over the text; suffixes are
+    prefixes of the reversed secret in the reversed text, so both patterns start with a
+    literal the regex engine scans for quickly, instead of trying every suffix everywhere.
+    """
 
-    def __init__(self) -> None:
+    MIN_LENGTH = 6   # shorter strings would redact ordinary words
+    PARTIAL_MIN = 9  # a cut piece this long or longer is redacted (about 50 bits of a random key)
+
+    def __init__(self, partial: bool = False) -> None:
         self._values: set[str] = set()
+        self._partial = partial
         self._pattern: re.Pattern[str] | None = None
+        self._reversed: re.Pattern[str] | None = None  # suffixes, over the reversed text
+        self._anchors: re.Pattern[str] | None = None   # what every secret or cut piece holds
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
@@ -71,20 +85,38 @@ class _Registry:
         with self._lock:
             self._values.add(value)
             ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            self._pattern = self._compile(ordered)
+            if self._partial:
+                self._reversed = self._compile([value[::-1] for value in ordered])
+                ends = {end for value in ordered for end in (value[:self.PARTIAL_MIN], value[-self.PARTIAL_MIN:])}
+                self._anchors = re.compile("|".join(re.escape(end) for end in sorted(ends, key=len, reverse=True)))
+            else:
+                self._anchors = self._pattern
+
+    def _compile(self, values: list[str]) -> re.Pattern[str]:
+        if not self._partial:
+            return re.compile("|".join(re.escape(value) for value in values))
+        # One group per secret, its prefixes longest first: the group's shared first PARTIAL_MIN
+        # characters are factored out by the regex compiler, so the rest is tried only after them.
+        return re.compile("|".join(
+            "(?:" + "|".join(re.escape(value[:end]) for end in range(len(value), self.PARTIAL_MIN - 1, -1)) + ")"
+            if len(value) > self.PARTIAL_MIN else re.escape(value) for value in values))
 
     def redact(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None or not text:
+        if not text or not self.found_in(text):
             return text
-        return pattern.sub(REDACTED, text)
+        text = self._pattern.sub(REDACTED, text)
+        backwards = self._reversed
+        if backwards is None:
+            return text
+        return backwards.sub(REDACTED, text[::-1])[::-1]  # REDACTED reads the same both ways
 
     def found_in(self, text: str) -> bool:
-        pattern = self._pattern
-        return pattern is not None and pattern.search(text) is not None
+        anchors = self._anchors
+        return anchors is not None and anchors.search(text) is not None
 
 
-_registry = _Registry()
+_registry = _Registry(partial=True)
 # Values a config took from the environment, in any field. Whether they are secrets is not
 # known (a base URL may embed a token), so they are scrubbed from messages about the config
 # only (validation problems, plugin load failures), never from the rest of the logs.
@@ -92,8 +124,15 @@ _config_values = _Registry()
 
 
 def redact(text: str) -> str:
-    """`text` with every known secret replaced by ***."""
+    """`text` with every known secret, and every cut prefix or suffix of one longer than 8
+    characters, replaced by ***. Redact before shortening a quote: see `quote`."""
     return _registry.redact(text)
+
+
+def quote(text: str, limit: int) -> str:
+    """`text` redacted, then cut to `limit` characters: the cut never leaves part of a key."""
+    text = redact(text)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def contains_secret(text: str) -> bool:

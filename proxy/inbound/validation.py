@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from proxy.config.model import LimitsConfig
+from proxy.config.secrets import quote
 from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest
 
@@ -52,7 +53,7 @@ def _check_keys_and_integers(raw: bytes) -> None:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                shown = key if len(key) <= 40 else key[:40] + "..."
+                shown = quote(key, 40)
                 raise InvalidRequest(f"the request body repeats the key {shown!r} in one object; "
                                      f"send each key once", code="duplicate_key")
             seen.add(key)
@@ -169,5 +170,4 @@ def _json_type(value: Any) -> str:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) <= 200 else text[:200] + "..."
+    return quote(str(exc), 200)

@@ -20,7 +20,8 @@ from aiohttp import web
 from proxy import inbound
 from proxy.config.model import Config
 from proxy.core import jsonutil
-from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, sse_error_bytes
+from proxy.core.errors import (AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, UpstreamProtocolError,
+                               sse_error_bytes)
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.inbound import validation
@@ -28,7 +29,7 @@ from proxy.inbound.messages.catalog import anthropic_model_list
 from proxy.inbound.responses import stored
 from proxy.observability.logs import record_refusal
 from proxy.server import incoming
-from proxy.server.guard import GuardedRunner
+from proxy.server.guard import GuardedRunner, writable
 from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
 from proxy.state.store import create_store
@@ -241,7 +242,7 @@ class ProxyApp:
                              started: float, path: str, api: inbound.InboundAPI | None) -> tuple[ProxyRequest, Any]:
         config = runtime.config
         self._authenticate(request)
-        raw = await incoming.read_body(request, config.limits.max_body_bytes, config.limits.request_timeout)
+        raw = await incoming.read_body(request, config.limits)
         incoming.check_path(path)
         body, model, stream, context = None, None, False, None
         native, native_only = raw if api is not None and api.name != "chat" else b"", None
@@ -296,11 +297,19 @@ async def _close_when_idle(runtime: Runtime) -> None:
 
 
 async def _write_stream(request: web.Request, response: ProxyResponse, headers: dict[str, str]) -> web.StreamResponse:
+    if not writable(headers):  # a header with a control character (from a plugin): still a status line
+        await response.aclose()
+        error = UpstreamProtocolError(response.upstream or "?", "answered with a header that cannot be written")
+        return _error_response(error, headers.get("x-request-id", ""))
     stream = web.StreamResponse(status=response.status, headers={
         **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no"})
     try:
         await stream.prepare(request)
+    except ConnectionError:
+        await response.aclose()
+        return stream  # the client went away before the stream began
+    try:
         async for event in response.events:
             await stream.write(event.raw)
     except ProxyError as exc:

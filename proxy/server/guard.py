@@ -9,8 +9,16 @@
   the plain port) are rendered in the envelope too. aiohttp's default answer
   and log line quote the offending bytes, which may be a key in an
   Authorization header; ours name the problem, never the input.
+- `limits.header_timeout`: once the first byte of a request head has arrived,
+  the whole head (request line and headers) must follow within it, or the
+  connection gets `408` and is closed. aiohttp has no such deadline: a client
+  trickling its head a byte at a time would hold the connection until the
+  keep-alive timer. The body has its own deadline (server/incoming.py).
 - Idle keep-alive connections close after 75 s (aiohttp's runner default
   would keep them for an hour).
+- A response aiohttp refuses to write (a control character in a header) is
+  answered with a 502 envelope, never an unhandled traceback and a connection
+  closed without a status line.
 
 The hook is the runner's `_make_server` (the method aiohttp's own runners
 implement) returning a `web.Server` subclass built from the stock one; that
@@ -19,9 +27,12 @@ tests/test_security_limits.py pins the behaviour should an upgrade move them.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
-from typing import Any, Callable
+from http import HTTPStatus
+from typing import Any, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, InvalidURLError, LineTooLong
@@ -35,6 +46,8 @@ KEEPALIVE_TIMEOUT = 75.0
 # A connection over the limit that sends no request is closed after this many seconds.
 OVER_LIMIT_GRACE = 5.0
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
+# Seconds a connection answered 408 for a slow head stays half-closed before it is closed.
+LINGER_AFTER_408 = 2.0
 
 
 class GuardedRunner(web.AppRunner):
@@ -60,6 +73,7 @@ class GuardedServer(web.Server):
         self.limits = limits
         self.max_header_bytes = plain._kwargs.get("max_field_size")
         self._refusals = _ThrottledCount()
+        self.slow_heads = _ThrottledCount()
 
     def __call__(self) -> RequestHandler:
         return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
@@ -110,6 +124,66 @@ class _EnvelopeRequestHandler(RequestHandler):
     # Set on connections accepted past limits.max_connections: their requests are refused.
     # An attribute, not a set the server keeps: the check runs on every request.
     over_limit = False
+    # Requests answered on this connection: while it equals aiohttp's count of requests
+    # parsed, every byte that arrives belongs to the next request's head.
+    _answered = 0
+    _head_timer: asyncio.TimerHandle | None = None
+    _lingering = False  # answered 408 and half-closed: what still arrives is read and dropped
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
+        awaiting_head = self._request_count == self._answered
+        super().data_received(data)
+        if self._request_count != self._answered:
+            self._stop_head_timer()  # a whole head arrived
+        elif awaiting_head and data and self._head_timer is None and self._manager is not None:
+            timeout = self._manager.limits().header_timeout
+            self._head_timer = self._loop.call_later(timeout, self._head_timed_out, timeout)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self, timeout: float) -> None:
+        self._head_timer = None
+        if self.transport is None or self._force_close or self._request_count != self._answered:
+            return
+        if self._manager is not None:
+            slow = self._manager.slow_heads.add()
+            if slow:
+                log.info("closed %d connection(s) whose request head did not arrive within "
+                         "limits.header_timeout (%gs)", slow, timeout)
+        if self._waiter is None or self._waiter.done() or not self.transport.can_write_eof():
+            self.force_close()  # between a request and its answer: no room for another answer
+            return
+        error = ProxyError(f"the request head did not arrive within limits.header_timeout ({timeout:g}s)",
+                           status=408, error_type="invalid_request_error", code="request_timeout")
+        self.transport.write(_raw_response(error))
+        # Closing at once would reset the connection if the client is still sending, and a reset
+        # can discard the 408 before the client reads it: half-close, drop what arrives, then close.
+        self.transport.write_eof()
+        self._lingering = True
+        self._loop.call_later(LINGER_AFTER_408, self.force_close)
+
+    async def finish_response(self, request: web.BaseRequest, resp: web.StreamResponse,
+                              start_time: float | None) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super().finish_response(request, resp, start_time)
+        except ValueError as exc:  # aiohttp refused a header (a control character); nothing was written
+            if request.writer.output_size > 0:
+                raise
+            log.warning("could not write the response to %s %s: %s", request.method, request.path, exc)
+            error = ProxyError("byok-proxy could not write this answer (a header held a control character)",
+                               status=502, error_type="upstream_error", code="upstream_bad_response")
+            return await super().finish_response(request, envelope_response(error), start_time)
+        finally:
+            self._answered += 1
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -142,6 +216,23 @@ def _describe(status: int, exc: BaseException | None, server: Any) -> ProxyError
     if status == 504:
         return ProxyError("the request took too long", status=504, error_type="server_error", code="timeout")
     return ProxyError("internal error in byok-proxy", status=500, code="internal_error")
+
+
+# What aiohttp refuses to write in a header name or value (its header-injection check).
+_UNWRITABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def writable(headers: Mapping[str, str]) -> bool:
+    """Whether aiohttp will write these headers. A stream checks before it starts: a failed
+    start leaves aiohttp's writer set up for chunks, and no other answer can follow cleanly."""
+    return not _UNWRITABLE.search("".join(f"{name}{value}" for name, value in headers.items()))
+
+
+def _raw_response(error: ProxyError) -> bytes:
+    """The error as HTTP/1.1 bytes, for a connection with no request object to answer through."""
+    body = error.body()
+    return (f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 def envelope_response(error: ProxyError) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -13,9 +14,11 @@ from proxy.core.errors import NotFound, ProxyError, RequestTooLarge
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-async def read_body(request: web.Request, limit: int, timeout: float | None) -> bytes:
-    """The body, refused past `limits.max_body_bytes` and, when set, past `limits.request_timeout`
-    (a client trickling its body would otherwise hold the connection for as long as it likes)."""
+async def read_body(request: web.Request, limits: Any) -> bytes:
+    """The body, refused past `limits.max_body_bytes` and past `limits.body_timeout` (or
+    `limits.request_timeout`, when that is shorter): a client trickling its body would
+    otherwise hold the connection for as long as it likes."""
+    limit = limits.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise RequestTooLarge(f"the request body is {request.content_length} bytes; the limit is {limit}")
     content = request.content
@@ -24,6 +27,7 @@ async def read_body(request: web.Request, limit: int, timeout: float | None) -> 
         if len(body) > limit:
             raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
         return body
+    timeout, setting = _body_deadline(limits)
     chunks, size = [], 0
     try:
         async with asyncio.timeout(timeout):
@@ -33,9 +37,16 @@ async def read_body(request: web.Request, limit: int, timeout: float | None) -> 
                     raise RequestTooLarge(f"the request body exceeds the limit of {limit} bytes")
                 chunks.append(chunk)
     except TimeoutError:
-        raise ProxyError(f"the request body did not arrive within limits.request_timeout ({timeout:g}s)",
+        raise ProxyError(f"the request body did not arrive within {setting} ({timeout:g}s)",
                          status=408, error_type="invalid_request_error", code="request_timeout") from None
     return b"".join(chunks)
+
+
+def _body_deadline(limits: Any) -> tuple[float, str]:
+    """Seconds the body may take, and the setting to name when it takes longer."""
+    if limits.request_timeout is not None and limits.request_timeout < limits.body_timeout:
+        return limits.request_timeout, "limits.request_timeout"
+    return limits.body_timeout, "limits.body_timeout"
 
 
 # What a forwarded path (already percent-decoded once by aiohttp) may contain: RFC 3986 path

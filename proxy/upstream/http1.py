@@ -9,8 +9,14 @@ cookies, redirects, proxies, multipart, tracing signals, per-request URL objects
 - one timer per read (the `read_timeout` between any two reads, capped by the attempt's
   `deadline`) instead of nested asyncio.timeout scopes;
 - strict parsing of the response head and of Content-Length / chunked framing (anything
-  else is `MalformedResponse`, never a hang);
-- gzip/deflate decoding, since the client asks for them as aiohttp did;
+  else is `MalformedResponse`, never a hang). As RFC 9112 asks of a client, a head with a
+  bare CR, LF or NUL (or any other control character but HTAB), a header without a colon
+  or with a name that is not a token, or an obsolete line fold is refused, not repaired:
+  such a value would otherwise travel on to the client, where aiohttp refuses to write it;
+- gzip/deflate decoding, since the client asks for them as aiohttp did, at most
+  DECODED_PER_READ bytes per read: a small compressed body that inflates to gigabytes
+  comes out a bounded piece at a time, so the reader's own limits apply before memory grows;
+- the attempt's deadline checked on every read, also when data is always waiting;
 - back-pressure: reading from the upstream pauses while the unread body exceeds a bound.
 
 Failures are this module's small set of exceptions (ClientFailure and subclasses);
@@ -28,9 +34,13 @@ from multidict import CIMultiDict
 MAX_HEAD_BYTES = 64 * 1024          # a response head beyond this is not an API answer
 MAX_CHUNK_LINE = 4 * 1024           # chunk size line, extensions included
 PAUSE_ABOVE = 1024 * 1024           # unread body bytes at which we stop reading (resumed once read)
+DECODED_PER_READ = 256 * 1024       # decompressed bytes one read returns at most
 
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _NO_BODY_STATUSES = frozenset({204, 304})
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
+# Control characters but HTAB: in a head whose CRLFs are removed, a bare CR, LF or NUL shows here.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class ClientFailure(Exception):
@@ -69,6 +79,14 @@ class ConnectionDropped(ClientFailure):
 
 class MalformedResponse(ClientFailure):
     """The bytes received are not an HTTP/1.x answer we can frame."""
+
+
+class ResponseTooLarge(ClientFailure):
+    """The body (after decompression) is longer than the reader accepts."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"the body is larger than {limit} bytes")
+        self.limit = limit
 
 
 # ---- one connection ------------------------------------------------------------------------
@@ -323,15 +341,18 @@ class Connection(asyncio.Protocol):
 
 
 def _split_head(head: bytes) -> tuple[int, str, CIMultiDict, bytes]:
+    if _CONTROL.search(head.replace(b"\r\n", b"")):
+        raise MalformedResponse("a control character (bare CR, LF or NUL) in the response head")
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or len(parts[1]) != 3 \
             or not parts[1].isdigit():
-        raise MalformedResponse(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
+        # Quoted short: it is only a diagnostic, and whatever follows the status may be a key.
+        raise MalformedResponse(f"not an HTTP/1.x status line: {lines[0][:16]!r}")
     headers: CIMultiDict = CIMultiDict()
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1:] in (b" ", b"\t") or line[:1] in (b" ", b"\t"):
+        if not colon or not _TOKEN.fullmatch(name):  # also an obsolete line fold (a leading space)
             raise MalformedResponse("malformed header line")
         headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
     reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
@@ -341,25 +362,37 @@ def _split_head(head: bytes) -> tuple[int, str, CIMultiDict, bytes]:
 # ---- decoding gzip / deflate ---------------------------------------------------------------
 
 class _Decoder:
+    """Inflates at most DECODED_PER_READ bytes per call; the input not yet inflated waits in
+    zlib's `unconsumed_tail` until the reader asks for more (`pending`)."""
+
+    __slots__ = ("_encoding", "_inflate", "_started", "pending")
+
     def __init__(self, encoding: str):
         self._encoding = encoding
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
         self._started = False
+        self.pending = False  # more output can come without more input
 
     def feed(self, data: bytes) -> bytes:
         try:
-            out = self._inflate.decompress(data)
+            out = self._inflate.decompress(data, DECODED_PER_READ)
         except zlib.error:
             if self._encoding != "deflate" or self._started:
                 raise MalformedResponse(f"invalid {self._encoding} body") from None
             self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
             out = self._decompress_raw(data)
         self._started = True
+        # A full piece may leave output inside zlib even when all input was taken.
+        self.pending = bool(out) and (bool(self._inflate.unconsumed_tail) or len(out) == DECODED_PER_READ)
         return out
+
+    def more(self) -> bytes:
+        """The next piece of what the input already fed inflates to."""
+        return self.feed(self._inflate.unconsumed_tail)
 
     def _decompress_raw(self, data: bytes) -> bytes:
         try:
-            return self._inflate.decompress(data)
+            return self._inflate.decompress(data, DECODED_PER_READ)
         except zlib.error:
             raise MalformedResponse("invalid deflate body") from None
 
@@ -403,22 +436,32 @@ class Response:
         return value.partition(";")[0].strip().lower()
 
     async def read_chunk(self) -> bytes:
-        """Whatever body arrived next (at least one byte), or b"" at the end."""
+        """Whatever body arrived next (at least one byte, at most DECODED_PER_READ once
+        decompressed), or b"" at the end. The deadline holds even when data is always waiting."""
         if self._done:
             return b""
+        connection, decoder = self._connection, self._decoder
         while True:
-            data = await self._connection.read_body(self._read_timeout, self._deadline)
+            if connection._loop.time() >= self._deadline:
+                raise ReadTimeout(True, True)
+            if decoder is not None and decoder.pending:
+                data = decoder.more()
+                if data:
+                    return data
+                continue
+            data = await connection.read_body(self._read_timeout, self._deadline)
             if not data:
                 self._done = True
-                return self._decoder.flush() if self._decoder is not None else b""
-            if self._decoder is None:
+                return decoder.flush() if decoder is not None else b""
+            if decoder is None:
                 return data
-            data = self._decoder.feed(data)
+            data = decoder.feed(data)
             if data:
                 return data
 
-    async def read(self, limit: int | None = None) -> bytes:
-        """The body to its end, or its first `limit` bytes (the rest is not waited for)."""
+    async def read(self, limit: int | None = None, refuse_beyond: int | None = None) -> bytes:
+        """The body to its end, or its first `limit` bytes (the rest is not waited for).
+        Past `refuse_beyond` bytes (decompressed), ResponseTooLarge instead."""
         parts, size = [], 0
         while limit is None or size < limit:
             data = await self.read_chunk()
@@ -426,6 +469,8 @@ class Response:
                 break
             parts.append(data)
             size += len(data)
+            if refuse_beyond is not None and size > refuse_beyond:
+                raise ResponseTooLarge(refuse_beyond)
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         return body if limit is None else body[:limit]
 

@@ -4,7 +4,8 @@ One pool of keep-alive connections per upstream (proxy/upstream/pool.py). Every 
 and ssl failure is mapped into proxy.core.errors here and nowhere else. Timeouts: `connect`
 bounds the TCP/TLS setup, `first_byte` bounds every read (the response head and, once
 streaming, each silence between chunks), and `total` bounds the whole attempt including
-the stream (or `limits.request_timeout`, when that ends sooner).
+the stream (or `limits.request_timeout`, when that ends sooner), checked on every read.
+A non-streamed answer is refused past `limits.max_response_bytes` once decompressed.
 """
 from __future__ import annotations
 
@@ -126,7 +127,8 @@ class Transport:
                     dialect = CHAT_EVENTS
                 return ProxyResponse(status=response.status, headers=passthrough, events=events,
                                      content_type=SSE_TYPE, upstream=upstream.name, dialect=dialect)
-            payload = await _read_bounded(response, upstream, None, budget)
+            payload = await _read_bounded(response, upstream, None, budget,
+                                          refuse_beyond=self._config.limits.max_response_bytes)
         except BaseException:
             response.close()
             raise
@@ -153,10 +155,14 @@ def _deadline(request: ProxyRequest, upstream: UpstreamConfig) -> tuple[float, s
 
 
 async def _read_bounded(response: http1.Response, upstream: UpstreamConfig, limit: int | None,
-                        budget: str) -> bytes:
-    """The body (at most `limit` bytes: an error body is for reading, not for holding a download)."""
+                        budget: str, refuse_beyond: int | None = None) -> bytes:
+    """The body (at most `limit` bytes: an error body is for reading, not for holding a download);
+    an answer longer than `refuse_beyond` once decompressed is refused (limits.max_response_bytes)."""
     try:
-        return await response.read(limit)
+        return await response.read(limit, refuse_beyond)
+    except http1.ResponseTooLarge as exc:
+        raise UpstreamProtocolError(upstream.name, f"answered with a body larger than limits.max_response_bytes "
+                                                   f"({exc.limit} bytes, decompressed)") from None
     except (http1.ClientFailure, OSError) as exc:
         raise map_client_error(upstream, exc, phase="body", budget=budget) from None
     finally:

@@ -10,6 +10,7 @@ import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from proxy.config.model import UpstreamConfig
+from proxy.config.secrets import quote
 from proxy.core import jsonutil
 from proxy.core.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
@@ -225,7 +226,7 @@ def _plain_text(payload: bytes, status: int) -> str:
     text = payload.decode("utf-8", errors="replace").strip()
     if not text or text.startswith("<"):
         return f"answered HTTP {status}"
-    return f"answered HTTP {status}: {text[:300]}"
+    return f"answered HTTP {status}: {quote(text, 300)}"  # redacted before it is cut
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from proxy.config.secrets import quote
 from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest
 from proxy.inbound.responses.thinking_token import decode_thinking_blocks, is_own_token
@@ -194,7 +195,7 @@ def _unknown_item(kind: Any, where: str) -> InvalidRequest:
     if isinstance(kind, str) and kind in HOSTED_ITEM_TYPES:
         return fail(f"'{where}': a '{kind}' item belongs to an OpenAI-hosted tool and cannot be sent to "
                     f"this model", f"{where}.type")
-    return fail(f"'{where}.type' '{str(kind)[:40]}' is not an input item type this proxy knows", f"{where}.type")
+    return fail(f"'{where}.type' '{quote(str(kind), 40)}' is not an input item type this proxy knows", f"{where}.type")
 
 
 # ---- message content ----------------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def _content(item: dict[str, Any], role: str, where: str) -> dict[str, Any]:
 def _part(part: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind not in allowed:
-        shown = f"'{str(kind)[:40]}'" if isinstance(kind, str) else "a part without a type"
+        shown = f"'{quote(kind, 40)}'" if isinstance(kind, str) else "a part without a type"
         raise fail(f"'{where}': {shown} is not allowed here (use {', '.join(allowed)})", f"{where}.type")
     if kind in ("input_text", "output_text"):
         return {"type": "text", "text": required_text(part, "text", where)}
