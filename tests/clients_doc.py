@@ -18,8 +18,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-UPSTREAMS = ("mock", "chat", "anthropic")
-UPSTREAM_TITLES = {"mock": "built-in mock", "chat": "OpenAI-format chat", "anthropic": "Anthropic"}
+UPSTREAMS = ("mock", "chat", "anthropic", "responses")
+UPSTREAM_TITLES = {"mock": "built-in mock", "chat": "OpenAI-format chat", "anthropic": "Anthropic",
+                   "responses": "Responses-format"}
+# Files whose every test drives one upstream format, whatever fixtures they use.
+FILE_UPSTREAM = {"tests/agents/test_codex_responses_upstream.py": "responses",
+                 "tests/test_responses_upstream.py": "responses"}
 
 
 @dataclass(frozen=True)
@@ -30,9 +34,12 @@ class Client:
 
 
 CLIENTS = (
-    Client("Codex CLI", "Responses", ("tests/agents/test_codex_through_proxy.py",)),
+    Client("Codex CLI", "Responses", ("tests/agents/test_codex_through_proxy.py",
+                                      "tests/agents/test_codex_responses_upstream.py")),
     Client("OpenAI Agents SDK", "Responses", ("tests/test_agents_sdk.py",)),
-    Client("openai SDK", "Responses", ("tests/test_responses_e2e.py", "tests/test_anthropic_prompt_caching.py")),
+    Client("openai SDK", "Responses", ("tests/test_responses_e2e.py", "tests/test_anthropic_prompt_caching.py",
+                                       "tests/test_responses_store.py", "tests/test_responses_store_redis.py",
+                                       "tests/test_responses_upstream.py")),
     Client("Claude Code", "Messages", ("tests/agents/test_agents_through_proxy.py",
                                        "tests/agents/test_claude_through_proxy.py")),
     Client("anthropic SDK", "Messages", ("tests/test_messages_e2e.py", "tests/test_messages_errors.py")),
@@ -64,7 +71,10 @@ def _agent_version(binary: str | None) -> str:
 
 
 def upstream_of(item: pytest.Item) -> str:
-    """Which upstream format a test drives: a parameter naming one, else the fixtures it uses."""
+    """Which upstream format a test drives: its file's, a parameter naming one, else the fixtures it uses."""
+    fixed = FILE_UPSTREAM.get(item.nodeid.split("::")[0])
+    if fixed is not None:
+        return fixed
     params = getattr(getattr(item, "callspec", None), "params", {})
     for value in params.values():
         if value in UPSTREAMS:
@@ -138,13 +148,16 @@ What each client needs to know:
   (`wire_api = "responses"`, `base_url = "http://127.0.0.1:8080/v1"`). Codex declares
   OpenAI's hosted `web_search` tool by default, which only OpenAI can run: set
   `web_search = "disabled"` in `config.toml` (or `-c web_search='"disabled"'`), or the
-  proxy answers 400 naming the tool. Codex sends its `namespace` tools (with model names it
+  proxy answers 400 naming the tool, unless the alias leads with a `format: responses`
+  upstream, which gets the request as Codex sent it. Codex sends its `namespace` tools (with model names it
   has no metadata for), `custom` tools such as apply_patch, and `tool_search`: the proxy
   translates the first two and drops `tool_search`, which chat models do without.
 - **OpenAI Agents SDK**: `OpenAIResponsesModel(model="<alias>", openai_client=AsyncOpenAI(base_url=...))`.
 - **Claude Code**: `ANTHROPIC_BASE_URL=http://127.0.0.1:8080`, and an alias for each model
   name it asks for (its main model and its small fast model), see [messages.md](messages.md).
 - **openai / anthropic SDKs**: `base_url` as above; every feature behaves as against the provider.
+  The openai SDK row covers `client.responses` (with stored responses, in memory and in Redis)
+  and, on a Responses-format upstream, `client.chat.completions` translated onto it.
 
 Test files: {files}
 """

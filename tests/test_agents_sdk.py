@@ -1,7 +1,7 @@
 """The OpenAI Agents SDK (`openai-agents`, pinned in the test extra) with its default Responses
-model, pointed at the proxy, running an agent with a function tool on a chat upstream and on
-an Anthropic upstream (both scripted by the recorder). The SDK calls the tool itself, so the
-second turn carries the tool's output through the proxy's translation."""
+model, pointed at the proxy, running an agent with a function tool on a chat upstream, on an
+Anthropic upstream and on a Responses-format one (all scripted by the recorder). The SDK calls
+the tool itself, so the second turn carries the tool's output through the proxy."""
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
@@ -35,23 +35,28 @@ async def rec():
         yield recorder
 
 
-@pytest.fixture(params=["chat", "anthropic"])
+@pytest.fixture(params=["chat", "anthropic", "responses"])
 async def setup(request, rec, proxy_factory):
-    target = "chat/test-model" if request.param == "chat" else "claude/claude-test"
+    target = {"chat": "chat/test-model", "anthropic": "claude/claude-test", "responses": "native/test-model"}[
+        request.param]
     proxy = await proxy_factory(f"""
     upstreams:
       chat: {{base_url: "{rec.base_url_v1}", api_key: sk-upstream-0123456789, discover_models: false}}
       claude: {{base_url: "{rec.origin}", format: anthropic, api_key: sk-upstream-0123456789, discover_models: false}}
+      native: {{base_url: "{rec.base_url_v1}", format: responses, api_key: sk-upstream-0123456789,
+               discover_models: false}}
     models:
       main: [{target}]
     """)
     CALLS.clear()
     model = OpenAIResponsesModel(model="main", openai_client=AsyncOpenAI(base_url=proxy.base_url, api_key="sk-client"))
     agent = Agent(name="weather", instructions="Answer with the tool.", model=model, tools=[get_weather])
-    first = (function_call("get_weather", {"city": "Paris"}, "call_w1") if request.param == "chat"
-             else tool_use("get_weather", {"city": "Paris"}, "toolu_w1"))
-    (rec.chat if request.param == "chat" else rec.messages).script([first], [text("It is sunny in Paris.")])
-    return Setup(agent, rec.chat_requests if request.param == "chat" else rec.messages_requests)
+    first = (tool_use("get_weather", {"city": "Paris"}, "toolu_w1") if request.param == "anthropic"
+             else function_call("get_weather", {"city": "Paris"}, "call_w1"))
+    script, requests = {"chat": (rec.chat, rec.chat_requests), "anthropic": (rec.messages, rec.messages_requests),
+                        "responses": (rec.responses, rec.responses_requests)}[request.param]
+    script.script([first], [text("It is sunny in Paris.")])
+    return Setup(agent, requests)
 
 
 async def test_an_agent_runs_its_function_tool_through_the_proxy(setup):
