@@ -30,11 +30,11 @@ def chat_body(model: str, stream: bool = False) -> bytes:
     return orjson.dumps(body)
 
 
-def responses_body(model: str, stream: bool = False) -> bytes:
-    """The same question in the Responses API's shape."""
+def responses_body(model: str, stream: bool = False, store: bool = False) -> bytes:
+    """The same question in the Responses API's shape (`store` true: the proxy keeps it)."""
     body = {"model": model, "instructions": "You are a concise assistant.",
             "input": [{"role": "user", "content": "Say hello in one short sentence, please."}],
-            "max_output_tokens": 64, "temperature": 0, "store": False}
+            "max_output_tokens": 64, "temperature": 0, "store": store}
     if stream:
         body["stream"] = True
     return orjson.dumps(body)
@@ -62,11 +62,15 @@ class Endpoint:
     path: str = CHAT_PATH
     # the client's API: the body's shape follows the path unless a native upstream takes chat bodies there
     shaped: bool = True
+    stored: bool = False  # Responses requests with store: true
 
     def request(self, model: str, stream: bool = False) -> bytes:
-        body = _BODIES.get(self.path, chat_body) if self.shaped else chat_body
+        if self.shaped and self.path == RESPONSES_PATH:
+            body = responses_body(model, stream, self.stored)
+        else:
+            body = (_BODIES.get(self.path, chat_body) if self.shaped else chat_body)(model, stream)
         headers = {"anthropic-version": "2023-06-01"} if self.path == MESSAGES_PATH else None
-        return build_request(self.host, self.port, self.path, body(model, stream), headers)
+        return build_request(self.host, self.port, self.path, body, headers)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

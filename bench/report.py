@@ -75,6 +75,13 @@ def summarize_system(runs: dict) -> dict:
     burst = runs.get("burst") or []
     summary["burst_chunks_per_s"] = {kind: median(_get(r, kind, "chunks_per_s") for r in burst)
                                      for kind in BURST_KINDS if any(kind in r for r in burst)}
+    apis = [run for run in runs.get("apis") or [] if run]
+    if apis:
+        summary["apis"] = {label: {"rps": median(_get(r, label, "rps") for r in apis),
+                                   "cpu_us": median(_get(r, label, "server_cpu_us_per_request") for r in apis),
+                                   "p50_ms": median(_get(r, label, "latency", "p50_ms") for r in apis),
+                                   "failed": sum(sum((_get(r, label, "errors") or {}).values()) for r in apis)}
+                           for label in apis[0]}
     if runs.get("cpu"):
         summary["foreign_cores"] = runs["cpu"].get("foreign_cores")
     if "idle_rss_mb_at_start" in runs:
@@ -203,6 +210,7 @@ def markdown(results: dict) -> str:
     lines += _rates_table(summary, names)
     lines += _streams_table(summary, names)
     lines += _burst_table(summary, names)
+    lines += _apis_table(summary, names)
     lines += _memory_table(summary, names)
     lines += _workers_table(summary)
     notes = list(results.get("notes") or [])
@@ -319,6 +327,26 @@ def _burst_table(summary: dict, names: list[str]) -> list[str]:
 
 def _share(value: float | None, base: float | None) -> str:
     return f" ({value / base:.0%})" if value and base else ""
+
+
+def _apis_table(summary: dict, names: list[str]) -> list[str]:
+    lines: list[str] = []
+    for name in names:
+        apis = summary["systems"][name].get("apis")
+        if not apis:
+            continue
+        base = next(iter(apis.values()))  # the first row: chat passthrough
+        lines += [f"## Each client API on each upstream format: {summary['systems'][name]['label']}", "",
+                  "Non-streamed, closed loop; CPU is the proxy's own per request, and its ratio to chat "
+                  "passthrough in the same run.", "",
+                  "| client API -> upstream | req/s | p50 ms | proxy CPU µs/request | CPU vs chat passthrough | failed |",
+                  "|---|---|---|---|---|---|"]
+        for label, row in apis.items():
+            ratio = f"{row['cpu_us'] / base['cpu_us']:.2f}x" if row.get("cpu_us") and base.get("cpu_us") else "-"
+            lines.append(f"| {label} | {_fmt(row['rps'])} | {_fmt(row['p50_ms'])} | {_fmt(row['cpu_us'])} | "
+                         f"{ratio} | {row['failed']} |")
+        lines.append("")
+    return lines
 
 
 def _memory_table(summary: dict, names: list[str]) -> list[str]:

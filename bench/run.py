@@ -41,6 +41,8 @@ class Settings:
     burst_concurrency: int = 4
     burst_streams_each: int = 3
     translate_seconds: float = 3.0
+    api_seconds: float = 5.0                # per client API and upstream format, non-streamed
+    api_concurrency: int = 16
     hold_counts: tuple[int, ...] = (1000, 10000)
     hold_connect_rate: float = 1000.0
     hold_chunk_interval_ms: int = 2000
@@ -53,6 +55,7 @@ class Settings:
         return cls(repeats=1, throughput_seconds=1.0, throughput_concurrency=10, rates=(50, 200), rate_seconds=1.0,
                    stream_model="s5x5", streams_c1=3, streams_c100_workers=10, streams_c100_each=1,
                    burst_model="s200x0", burst_concurrency=2, burst_streams_each=1, translate_seconds=0.3,
+                   api_seconds=0.5, api_concurrency=4,
                    hold_counts=(20, 100), hold_connect_rate=500.0, hold_chunk_interval_ms=500)
 
 
@@ -124,11 +127,45 @@ async def phase_burst(system: System, ctx: Context) -> dict:
     if anthropic_model is None:
         return results
     results["anthropic"] = await burst(chat, anthropic_model)
-    if system.name.startswith("byok"):
+    if system.speaks_every_api:
         for api, path in (("responses", loadgen.RESPONSES_PATH), ("messages", loadgen.MESSAGES_PATH)):
             endpoint = Endpoint("127.0.0.1", system.port, path)
             results[f"{api}_chat"] = await burst(endpoint, system.model(s.burst_model))
             results[f"{api}_anthropic"] = await burst(endpoint, anthropic_model)
+    return results
+
+
+# (label, client API path, upstream: which model prefix, Responses store on)
+API_PATHS = (
+    ("chat -> OpenAI-format (passthrough)", loadgen.CHAT_PATH, "openai", False),
+    ("Responses -> Responses (passthrough)", loadgen.RESPONSES_PATH, "responses", False),
+    ("Messages -> Anthropic (passthrough)", loadgen.MESSAGES_PATH, "anthropic", False),
+    ("chat -> Anthropic", loadgen.CHAT_PATH, "anthropic", False),
+    ("chat -> Responses", loadgen.CHAT_PATH, "responses", False),
+    ("Responses -> chat", loadgen.RESPONSES_PATH, "openai", False),
+    ("Responses -> chat, stored (memory)", loadgen.RESPONSES_PATH, "openai", True),
+    ("Responses -> Anthropic", loadgen.RESPONSES_PATH, "anthropic", False),
+    ("Messages -> chat", loadgen.MESSAGES_PATH, "openai", False),
+)
+
+
+async def phase_apis(system: System, ctx: Context) -> dict:
+    """Each client API onto each upstream format, non-streamed, closed loop: requests per second
+    and the proxy's CPU per request, so passthrough and translation compare in one run."""
+    if not system.speaks_every_api:
+        return {}
+    s = ctx.settings
+    models = {"openai": system.model("bench"), "anthropic": system.anthropic_model("bench"),
+              "responses": system.responses_model("bench")}
+    results = {}
+    for label, path, upstream, stored in API_PATHS:
+        cpu_before = system.server.cpu_seconds()
+        result = await loadgen.closed_loop(Endpoint("127.0.0.1", system.port, path, stored=stored),
+                                           models[upstream], s.api_concurrency, s.api_seconds)
+        if result["ok"]:
+            result["server_cpu_us_per_request"] = (system.server.cpu_seconds() - cpu_before) / result["ok"] * 1e6
+        results[label] = result
+        gc.collect()
     return results
 
 
@@ -217,7 +254,7 @@ async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
     s = ctx.settings
     log(f"{system.name}: starting")
     await system.start(ctx.upstream.port, ctx.workdir, None if system.name == "direct" else s.proxy_cpus, _models(ctx))
-    runs: dict = {"label": system.label, "throughput": [], "rates": [], "streams": [], "burst": []}
+    runs: dict = {"label": system.label, "throughput": [], "rates": [], "streams": [], "burst": [], "apis": []}
     meter = procs.CpuMeter()
     try:
         if system.server is not None:
@@ -233,6 +270,8 @@ async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
                 runs["streams"].append(await phase_streams(system, ctx))
             if "burst" in phases:
                 runs["burst"].append(await phase_burst(system, ctx))
+            if "apis" in phases:
+                runs["apis"].append(await phase_apis(system, ctx))
             gc.collect()
         if system.server is not None:
             runs["rss_after_load_mb"] = system.server.rss_mb()
@@ -274,7 +313,7 @@ async def bench_workers(ctx: Context) -> dict:
 
 # ---- the whole run ------------------------------------------------------------------------
 
-ALL_PHASES = ("throughput", "rates", "streams", "burst", "translate", "memory", "workers")
+ALL_PHASES = ("throughput", "rates", "streams", "burst", "apis", "translate", "memory", "workers")
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -308,7 +347,7 @@ async def run(args: argparse.Namespace) -> dict:
             if not ok:
                 ctx.notes.append(f"LiteLLM skipped: {message}")
                 names.remove("litellm")
-        per_system = phases & {"throughput", "rates", "streams", "burst", "memory"}
+        per_system = phases & {"throughput", "rates", "streams", "burst", "apis", "memory"}
         for system in make_systems(names if per_system else [], logging_requests=not args.no_request_log):
             try:
                 results["systems"][system.name] = await bench_system(system, ctx, phases)

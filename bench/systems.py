@@ -33,6 +33,9 @@ class System:
     ready_path: str | None = "/healthz"
     model_prefix: str = ""
     anthropic_prefix: str | None = None   # model prefix routed to the Anthropic-format upstream
+    responses_prefix: str | None = None   # model prefix routed to the Responses-format upstream
+    # Serves the Responses and Messages APIs on every upstream format (the current byok-proxy)
+    speaks_every_api: bool = False
     server: Server | None = None
     port: int = 0
     # Native: the upstream's own paths and model names pass through (direct and the baselines);
@@ -45,6 +48,9 @@ class System:
 
     def anthropic_model(self, name: str) -> str | None:
         return None if self.anthropic_prefix is None else self.anthropic_prefix + name
+
+    def responses_model(self, name: str) -> str | None:
+        return None if self.responses_prefix is None else self.responses_prefix + name
 
     async def start(self, upstream_port: int, workdir: Path, cpus: str | None, models: list[str]) -> None:
         raise NotImplementedError
@@ -85,7 +91,8 @@ class Baseline(System):
 class Byok(System):
     def __init__(self, workers: int = 1, name: str = "byok", logging_requests: bool = True):
         label = "byok-proxy" if workers == 1 else f"byok-proxy ({workers} workers)"
-        super().__init__(name, label, model_prefix="bench/", anthropic_prefix="bencha/")
+        super().__init__(name, label, model_prefix="bench/", anthropic_prefix="bencha/", responses_prefix="benchr/",
+                         speaks_every_api=True)
         self.workers = workers
         self.logging_requests = logging_requests
 
@@ -100,7 +107,9 @@ class Byok(System):
             f"    base_url: http://127.0.0.1:{upstream_port}\n"
             "    format: anthropic\n"
             "    api_key: sk-bench-upstream\n"
-            f"logging: {{level: info, format: json, requests: {'true' if self.logging_requests else 'false'}}}\n"
+            + (f"  benchr:\n    base_url: http://127.0.0.1:{upstream_port}/v1\n    format: responses\n"
+               "    api_key: sk-bench-upstream\n" if self.responses_prefix else "")
+            + f"logging: {{level: info, format: json, requests: {'true' if self.logging_requests else 'false'}}}\n"
         )
 
     async def start(self, upstream_port, workdir, cpus, models) -> None:
@@ -125,6 +134,8 @@ class ByokAtCommit(Byok):
     def __init__(self, ref: str, logging_requests: bool = True):
         super().__init__(name=f"byok@{ref}", logging_requests=logging_requests)
         self.ref = ref
+        # an older commit may know neither format: responses nor the Responses and Messages APIs
+        self.responses_prefix, self.speaks_every_api = None, False
 
     def source_tree(self, workdir: Path) -> Path:
         commit = _git("rev-parse", "--verify", f"{self.ref}^{{commit}}")

@@ -6,6 +6,7 @@ a request costs a header scan, one small JSON decode and one write.
 Routes
   POST /v1/chat/completions   OpenAI Chat Completions, `stream` true or false
   POST /v1/messages           Anthropic Messages, `stream` true or false
+  POST /v1/responses          OpenAI Responses, `stream` true or false (one message item)
   GET  /v1/models             a one-model catalog (Anthropic's shape when the request has
                               `anthropic-version` or `x-api-key`, else OpenAI's)
 
@@ -117,6 +118,63 @@ class AnthropicStream:
                 anthropic_event("message_stop", {"type": "message_stop"})]
 
 
+# ---- OpenAI Responses wire format ---------------------------------------------------------
+
+_MESSAGE_ITEM = {"id": "msg_bench", "type": "message", "role": "assistant", "status": "completed",
+                 "content": [{"type": "output_text", "text": NON_STREAM_TEXT, "annotations": []}]}
+
+
+def responses_object(model: str, status: str = "completed", output: list | None = None,
+                     output_tokens: int = 16) -> dict:
+    return {"id": "resp_bench", "object": "response", "created_at": CREATED, "status": status,
+            "model": model, "output": [_MESSAGE_ITEM] if output is None else output, "error": None,
+            "incomplete_details": None, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "usage": {"input_tokens": 12, "output_tokens": output_tokens, "total_tokens": 12 + output_tokens,
+                      "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+def openai_response(model: str) -> bytes:
+    return orjson.dumps(responses_object(model))
+
+
+class ResponsesStream:
+    """The documented event sequence of one streamed Response with one message item."""
+
+    def __init__(self, model: str, include_usage: bool):
+        self.model = model
+        self.sequence = 0
+
+    def _event(self, name: str, payload: dict) -> bytes:
+        self.sequence += 1
+        return anthropic_event(name, {"type": name, "sequence_number": self.sequence, **payload})
+
+    def opening(self) -> list[bytes]:
+        item = {"id": "msg_bench", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+        return [self._event("response.created", {"response": responses_object(self.model, "in_progress", [])}),
+                self._event("response.in_progress", {"response": responses_object(self.model, "in_progress", [])}),
+                self._event("response.output_item.added", {"output_index": 0, "item": item}),
+                self._event("response.content_part.added", {"item_id": "msg_bench", "output_index": 0,
+                                                            "content_index": 0, "part": {
+                                                                "type": "output_text", "text": "", "annotations": []}})]
+
+    def content(self, text: str) -> bytes:
+        self.sequence += 1
+        return (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+                + str(self.sequence).encode() + b',"item_id":"msg_bench","output_index":0,"content_index":0,'
+                b'"delta":' + orjson.dumps(text) + b',"logprobs":[]}\n\n')
+
+    def closing(self, chunks: int) -> list[bytes]:
+        done = dict(_MESSAGE_ITEM, content=[{"type": "output_text", "text": "", "annotations": []}])
+        return [self._event("response.output_text.done", {"item_id": "msg_bench", "output_index": 0,
+                                                          "content_index": 0, "text": "", "logprobs": []}),
+                self._event("response.content_part.done", {"item_id": "msg_bench", "output_index": 0,
+                                                           "content_index": 0, "part": done["content"][0]}),
+                self._event("response.output_item.done", {"output_index": 0, "item": done}),
+                self._event("response.completed", {"response": responses_object(self.model, output=[done],
+                                                                                 output_tokens=chunks)})]
+
+
 # ---- HTTP ---------------------------------------------------------------------------------
 
 def http_head(status: str, content_type: bytes, length: int | None) -> bytes:
@@ -195,7 +253,7 @@ class UpstreamProtocol(asyncio.Protocol):
             anthropic = "anthropic-version" in headers or "x-api-key" in headers
             self.reply(b"200 OK", b"application/json", self.server.catalog(anthropic))
             return
-        if method != "POST" or not (path.endswith("/chat/completions") or path.endswith("/messages")):
+        if method != "POST" or not path.endswith(("/chat/completions", "/messages", "/responses")):
             self.reply(b"404 Not Found", b"application/json",
                        b'{"error":{"message":"no such route","type":"invalid_request_error"}}')
             return
@@ -206,13 +264,12 @@ class UpstreamProtocol(asyncio.Protocol):
             self.reply(b"400 Bad Request", b"application/json",
                        b'{"error":{"message":"body is not a JSON object","type":"invalid_request_error"}}')
             return
-        anthropic = path.endswith("/messages")
+        wire = "anthropic" if path.endswith("/messages") else "responses" if path.endswith("/responses") else "openai"
         if not request.get("stream"):
-            payload = anthropic_message(model) if anthropic else openai_completion(model)
-            self.reply(b"200 OK", b"application/json", payload)
+            self.reply(b"200 OK", b"application/json", _WHOLE_ANSWERS[wire](model))
             return
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        events = (AnthropicStream if anthropic else OpenAIStream)(model, include_usage)
+        events = _STREAMS[wire](model, include_usage)
         self.busy = True
         asyncio.ensure_future(self.stream(events, *stream_shape(model, self.server.chunks, self.server.delay_ms)))
 
@@ -239,6 +296,10 @@ class UpstreamProtocol(asyncio.Protocol):
             self.busy = False
         if self.buffer and not self.closed:
             self.process()
+
+
+_WHOLE_ANSWERS = {"openai": openai_completion, "anthropic": anthropic_message, "responses": openai_response}
+_STREAMS = {"openai": OpenAIStream, "anthropic": AnthropicStream, "responses": ResponsesStream}
 
 
 class UpstreamServer:
