@@ -40,6 +40,9 @@ class OpenAIUpstream:
     # Stream: these pieces, `chunk_delay` seconds apart (None: the reply split in words).
     chunks: list[str] | None = None
     chunk_delay: float = 0.0
+    # LiteLLM's proxy as an upstream: usage rides on the finishing chunk, beside its choices,
+    # instead of on a chunk of its own with empty `choices`.
+    usage_with_choices: bool = False
     delay_before_headers: float = 0.0
     fail_status: int | None = None
     fail_body: Any = None
@@ -134,12 +137,15 @@ class OpenAIUpstream:
                 await asyncio.sleep(self.chunk_delay)
             self.emitted_at.append(time.monotonic())
             await response.write(_sse(_chunk(data["model"], {"content": piece}, include_usage)))
-        await response.write(_sse(_chunk(data["model"], {}, include_usage, finish="stop")))
-        if include_usage:
+        usage = {"prompt_tokens": 5, "completion_tokens": len(pieces), "total_tokens": 5 + len(pieces)}
+        finishing = _chunk(data["model"], {}, include_usage, finish="stop")
+        if include_usage and self.usage_with_choices:
+            finishing["usage"] = usage
+        await response.write(_sse(finishing))
+        if include_usage and not self.usage_with_choices:
             await response.write(_sse({"id": "chatcmpl-test", "object": "chat.completion.chunk",
                                        "created": 1700000000, "model": data["model"], "choices": [],
-                                       "usage": {"prompt_tokens": 5, "completion_tokens": len(pieces),
-                                                 "total_tokens": 5 + len(pieces)}}))
+                                       "usage": usage}))
         await response.write(b"data: [DONE]\n\n")
         return response
 
