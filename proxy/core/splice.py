@@ -56,20 +56,23 @@ def read_top_level(raw: bytes) -> TopLevel:
     a top-level key given twice), RecursionError when it nests deeper than the decoder's guard."""
     values = _TOP_LEVEL.decode(raw)
     position = _WHITESPACE.match(raw).end() + 1  # msgspec checked it is an object: this is its `{`
-    body_start, members = position, []
+    body_start, members, seen = position, [], set()
     if not values:
         return TopLevel(raw, (), values, body_start)
-    while len(members) < len(values):
+    while True:
         member = _member_at(raw, position, values)
-        if any(seen.key == member.key for seen in members):
+        if member.key in seen:
             raise RepeatedKey(member.key)
+        seen.add(member.key)
         members.append(member)
-        position = _WHITESPACE.match(raw, member.value_end).end() + 1  # past the `,` or the closing `}`
-    if raw[position - 1:position] != b"}":
-        # The decoder kept one value for a repeated key, so the members ran out before the object did.
-        following = _KEY.match(raw, position)
-        raise RepeatedKey(_key_text(following.group(1)) if following else "?")
-    return TopLevel(raw, tuple(members), values, body_start)
+        position = _WHITESPACE.match(raw, member.value_end).end()
+        following = raw[position:position + 1]
+        if following == b"}":
+            return TopLevel(raw, tuple(members), values, body_start)
+        if following != b",":
+            # The kept value is only a prefix of this one (1 of 1.5): the key's other occurrence won.
+            raise RepeatedKey(member.key)
+        position += 1
 
 
 def _member_at(raw: bytes, position: int, values: dict[str, Raw]) -> Member:

@@ -1,5 +1,9 @@
 """The OpenAI Chat Completions API inbound (`POST /v1/chat/completions`): the chain's own
-vocabulary, so a request is only validated, and the answer leaves as the chain made it."""
+vocabulary, so a request is only validated, and the answer leaves as the chain made it.
+
+A body is read shallowly first (proxy/inbound/shallow.py: `messages` left as the client's bytes,
+the context the object to splice them from); the server asks for the whole body (`parse_fully`)
+when a target would read the messages: a translating or in-process upstream, or a user plugin."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,18 +11,22 @@ from typing import Any
 from proxy.config.model import LimitsConfig
 from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
-from proxy.inbound import validation
+from proxy.core.splice import RawObject
+from proxy.inbound import shallow, validation
 
 
 class ChatAPI:
     name = "chat"
 
-    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], None]:
+    def parse(self, raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], RawObject | None]:
+        return shallow.read_chat(raw, limits) or (self.parse_fully(raw, limits), None)
+
+    def parse_fully(self, raw: bytes, limits: LimitsConfig) -> dict[str, Any]:
         body = validation.parse_json_object(raw, limits)
         validation.check_chat(body, limits)
-        return body, None
+        return body
 
-    def render(self, response: ProxyResponse, context: None, request: ProxyRequest) -> ProxyResponse:
+    def render(self, response: ProxyResponse, context: RawObject | None, request: ProxyRequest) -> ProxyResponse:
         return response
 
     def error(self, error: ProxyError) -> tuple[int, bytes, dict[str, str]]:

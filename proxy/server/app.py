@@ -18,10 +18,12 @@ from typing import Any
 from aiohttp import web
 
 from proxy import inbound
+from proxy.config.formats import FORMATS
 from proxy.config.model import Config
 from proxy.core import jsonutil
 from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, sse_error_bytes
-from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
+from proxy.core.splice import RawObject
 from proxy.core.services import Services
 from proxy.inbound import validation
 from proxy.inbound.messages.catalog import anthropic_model_list, count_tokens
@@ -222,11 +224,14 @@ class ProxyApp:
         stream_options = body.get("stream_options") if body else None
         timeout = config.limits.request_timeout
         targets = runtime.router.resolve(model)
+        spliced = context if isinstance(context, RawObject) else None
+        if spliced is not None and not _splices_chat(targets, config):
+            body, spliced, context = api.parse_fully(raw, config.limits), None, None
         return ProxyRequest(
             request_id=request_id, method=request.method, path=path, query=request.query_string,
             client_headers={name.lower(): value for name, value in request.headers.items()},
             api=api.name if api is not None else "other", native_body=raw if api is not None and api.name != "chat" else b"",
-            body=body, raw_body=raw if body is None else b"", content_type=request.content_type,
+            body=body, spliced=spliced, raw_body=raw if body is None else b"", content_type=request.content_type,
             client_model=model, targets=targets, target=targets[0],
             stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)
                                                    and stream_options.get("include_usage")),
@@ -248,6 +253,12 @@ class ProxyApp:
             matched |= hmac.compare_digest(offered, hashlib.sha256(key.reveal().encode()).digest())
         if not matched:
             raise AuthenticationFailed("invalid API key for this proxy")
+
+
+def _splices_chat(targets: tuple[Target, ...], config: Config) -> bool:
+    """Whether a chat body read only at its top level serves every target: each passes the chat
+    body through as it is, and no user plugin, which may read any field, is configured."""
+    return not config.plugins and all(FORMATS[target.upstream.format].native_api == "chat" for target in targets)
 
 
 async def _close_when_idle(runtime: Runtime) -> None:

@@ -69,7 +69,8 @@ class Transport:
         if request.is_chat:
             adapter = adapter_for(upstream.format)
             native = merge_options(adapter.encode_chat(request, target), target)
-            return adapter.chat_path, jsonutil.dumps(native), "application/json"
+            encoded = request.spliced.encode(native) if request.spliced is not None else jsonutil.dumps(native)
+            return adapter.chat_path, encoded, "application/json"
         if not FORMATS[upstream.format].serves_other_paths:
             raise InvalidRequest(f"upstream '{upstream.name}' speaks the {upstream.format} format, which only "
                                  f"serves chat/completions through this proxy", code="unsupported_endpoint")
