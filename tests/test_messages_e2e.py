@@ -60,6 +60,18 @@ async def test_cache_control_on_every_block_reaches_anthropic_exactly_as_sent(an
     assert received.headers["x-api-key"] == DEFAULT_KEY  # the proxy's key, not the client's
 
 
+async def test_the_clients_bytes_reach_anthropic_as_sent_but_for_the_model(anthropic_upstream, proxy_factory):
+    proxy = await proxy_factory(anthropic_config(anthropic_upstream, MODEL))
+    body = ('{ "messages" : [ {"role": "user", "content": "caf\u00e9 — \\"quoted\\"\\n  code { }"} ],\n'
+            '  "model":"main",  "max_tokens": 64, "metadata" : {"user_id": "u-2"} }').encode()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.base_url + "/messages", data=body,
+                                headers={"Content-Type": "application/json", "anthropic-version": "2023-06-01",
+                                         "x-api-key": CLIENT_KEY}) as response:
+            assert response.status == 200, await response.text()
+    assert anthropic_upstream.requests[-1].raw == body.replace(b'"model":"main"', f'"model":"{MODEL}"'.encode())
+
+
 async def test_signed_thinking_survives_a_tool_round_trip_through_passthrough(anthropic_upstream, via_claude):
     anthropic_upstream.script(Reply(blocks=[thinking("I need the weather tool."), tool_use("get_weather", {"city": "Rome"})]),
                   Reply(blocks=[text("Take an umbrella.")]))

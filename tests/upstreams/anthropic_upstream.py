@@ -75,6 +75,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""
 
 
 STATUS_FOR = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
@@ -157,7 +158,7 @@ class AnthropicUpstream:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        self.requests.append(Recorded("/v1/messages", {k.lower(): v for k, v in request.headers.items()}, body))
+        self.requests.append(Recorded("/v1/messages", {k.lower(): v for k, v in request.headers.items()}, body, raw))
         refusal = self._refusal(request)
         if refusal is not None:
             return refusal

@@ -9,12 +9,14 @@ only watches it: usage for the metrics, an `error` event, and a stream that stop
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
-from proxy.core import jsonutil
+from msgspec import Raw
+
+from proxy.core import jsonutil, splice
 from proxy.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
-from proxy.core.options import merge_options
+from proxy.core.options import merge_options, option_layers
 from proxy.streams.sse import SSEEvent
 from proxy.wire.anthropic.response import error_from_body, error_from_event, openai_usage
 
@@ -24,19 +26,30 @@ _COMMITTING = frozenset({"content_block_delta", "message_delta", "message_stop"}
 
 
 def encode_native(request: ProxyRequest, target: Target) -> bytes:
+    """The client's bytes with the owned fields spliced in; nothing else is decoded again."""
     try:
-        body = jsonutil.loads(request.native_body)
-    except ValueError:
+        top = splice.read_top_level(request.native_body)
+    except (ValueError, RecursionError):
         raise InvalidRequest("the request body is not valid JSON") from None
-    body["model"] = target.model
+    body: dict[str, Any] = {**top.values, "model": target.model}
     pivot = request.body or {}
     if "thinking" not in body and isinstance(pivot.get("thinking"), dict):
         # The alias's or model's reasoning default, in this upstream's dialect (plugins/reasoning).
         body["thinking"] = pivot["thinking"]
         budget = pivot["thinking"].get("budget_tokens")
-        if isinstance(budget, int) and isinstance(body.get("max_tokens"), int) and body["max_tokens"] <= budget:
-            body["max_tokens"] = budget + body["max_tokens"]
-    return jsonutil.dumps(merge_options(body, target))
+        max_tokens = splice.decode(body.get("max_tokens"))
+        if isinstance(budget, int) and isinstance(max_tokens, int) and max_tokens <= budget:
+            body["max_tokens"] = budget + max_tokens
+    return splice.RawObject(top, top.values).encode(merge_options(_decoded_where_merged(body, target), target))
+
+
+def _decoded_where_merged(body: dict[str, Any], target: Target) -> dict[str, Any]:
+    """`options:` merge an object into the client's object key by key, so those values are decoded."""
+    for layer in option_layers(target):
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(body.get(key), Raw):
+                body[key] = splice.decode(body[key])
+    return body
 
 
 def decode_native(payload: bytes, request: ProxyRequest, target: Target) -> bytes:
