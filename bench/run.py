@@ -19,7 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import loadgen, procs, report, translate, wrk
+from bench import bodies, loadgen, procs, report, translate, wrk
+from bench.httpclient import build_request
 from bench.loadgen import Endpoint
 from bench.systems import REPO, Byok, System, machine_info, make_systems
 
@@ -45,6 +46,9 @@ class Settings:
     hold_connect_rate: float = 1000.0
     hold_chunk_interval_ms: int = 2000
     workers_scaling: tuple[int, ...] = (1, 2)
+    # Big bodies, sent one at a time: how many of each size (fewer of the larger), and a time cap.
+    body_counts: tuple[tuple[str, int], ...] = (("16KiB", 200), ("256KiB", 100), ("1MiB", 50), ("4MiB", 20))
+    body_seconds: float = 20.0
     loadgen_cpus: str = "0"
     proxy_cpus: str = "1"
 
@@ -53,7 +57,8 @@ class Settings:
         return cls(repeats=1, throughput_seconds=1.0, throughput_concurrency=10, rates=(50, 200), rate_seconds=1.0,
                    stream_model="s5x5", streams_c1=3, streams_c100_workers=10, streams_c100_each=1,
                    burst_model="s200x0", burst_concurrency=2, burst_streams_each=1, translate_seconds=0.3,
-                   hold_counts=(20, 100), hold_connect_rate=500.0, hold_chunk_interval_ms=500)
+                   hold_counts=(20, 100), hold_connect_rate=500.0, hold_chunk_interval_ms=500,
+                   body_counts=(("16KiB", 4), ("256KiB", 3), ("1MiB", 2), ("4MiB", 2)), body_seconds=5.0)
 
 
 @dataclass
@@ -130,6 +135,37 @@ async def phase_burst(system: System, ctx: Context) -> dict:
             results[f"{api}_chat"] = await burst(endpoint, system.model(s.burst_model))
             results[f"{api}_anthropic"] = await burst(endpoint, anthropic_model)
     return results
+
+
+async def phase_bodies(system: System, ctx: Context) -> dict:
+    """Coding-agent conversations of 16 KiB to 4 MiB, non-streamed, sent one at a time on each
+    passthrough path: latency, and the server's CPU time per request (for direct, the upstream's)."""
+    server = system.server or ctx.upstream
+    results: dict = {}
+    for path_name, path, model, encode in _body_paths(system):
+        for size_name, count in ctx.settings.body_counts:
+            body = encode(model, bodies.SIZES[size_name])
+            headers = {"anthropic-version": "2023-06-01"} if path == loadgen.MESSAGES_PATH else None
+            payload = build_request("127.0.0.1", system.port, path, body, headers)
+            await loadgen.one_at_a_time("127.0.0.1", system.port, payload, 2, 10.0)  # warm: connection, caches
+            cpu_before = server.cpu_seconds()
+            result = await loadgen.one_at_a_time("127.0.0.1", system.port, payload, count, ctx.settings.body_seconds)
+            if result["ok"]:
+                result["server_cpu_ms_per_request"] = (server.cpu_seconds() - cpu_before) / result["ok"] * 1e3
+            result["body_bytes"] = len(body)
+            results[f"{path_name}/{size_name}"] = result
+            gc.collect()
+    return results
+
+
+def _body_paths(system: System) -> list[tuple]:
+    """(name, path, model, body encoder) for each passthrough path this system serves."""
+    paths = [("chat", loadgen.CHAT_PATH, system.model("bench"), bodies.chat_body)]
+    if system.native:
+        paths.append(("messages", loadgen.MESSAGES_PATH, "bench", bodies.messages_body))
+    elif system.anthropic_model("bench") is not None:
+        paths.append(("messages", loadgen.MESSAGES_PATH, system.anthropic_model("bench"), bodies.messages_body))
+    return paths
 
 
 async def phase_memory(make: "callable", ctx: Context) -> dict:
@@ -217,7 +253,7 @@ async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
     s = ctx.settings
     log(f"{system.name}: starting")
     await system.start(ctx.upstream.port, ctx.workdir, None if system.name == "direct" else s.proxy_cpus, _models(ctx))
-    runs: dict = {"label": system.label, "throughput": [], "rates": [], "streams": [], "burst": []}
+    runs: dict = {"label": system.label, "throughput": [], "rates": [], "streams": [], "burst": [], "bodies": []}
     meter = procs.CpuMeter()
     try:
         if system.server is not None:
@@ -233,6 +269,8 @@ async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
                 runs["streams"].append(await phase_streams(system, ctx))
             if "burst" in phases:
                 runs["burst"].append(await phase_burst(system, ctx))
+            if "bodies" in phases:
+                runs["bodies"].append(await phase_bodies(system, ctx))
             gc.collect()
         if system.server is not None:
             runs["rss_after_load_mb"] = system.server.rss_mb()
@@ -274,7 +312,7 @@ async def bench_workers(ctx: Context) -> dict:
 
 # ---- the whole run ------------------------------------------------------------------------
 
-ALL_PHASES = ("throughput", "rates", "streams", "burst", "translate", "memory", "workers")
+ALL_PHASES = ("throughput", "rates", "streams", "burst", "bodies", "translate", "memory", "workers")
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -308,7 +346,7 @@ async def run(args: argparse.Namespace) -> dict:
             if not ok:
                 ctx.notes.append(f"LiteLLM skipped: {message}")
                 names.remove("litellm")
-        per_system = phases & {"throughput", "rates", "streams", "burst", "memory"}
+        per_system = phases & {"throughput", "rates", "streams", "burst", "bodies", "memory"}
         for system in make_systems(names if per_system else [], logging_requests=not args.no_request_log):
             try:
                 results["systems"][system.name] = await bench_system(system, ctx, phases)
