@@ -92,8 +92,9 @@ def _error_name(exc: BaseException) -> str:
 # ---- closed loop: N connections, each sending its next request as soon as the last ends ----
 
 async def closed_loop(endpoint: Endpoint, model: str, concurrency: int, duration: float,
-                      max_requests: int = 10_000_000) -> dict:
-    payload = endpoint.request(model)
+                      max_requests: int = 10_000_000, payload: bytes | None = None) -> dict:
+    """`payload`: a whole prepared HTTP request to send instead of the endpoint's for `model`."""
+    payload = payload or endpoint.request(model)
     latencies: list[int] = []
     errors: Counter = Counter()
     statuses: Counter = Counter()
@@ -123,37 +124,6 @@ async def closed_loop(endpoint: Endpoint, model: str, concurrency: int, duration
     elapsed = time.monotonic() - started
     return {"concurrency": concurrency, "seconds": elapsed, "ok": len(latencies),
             "rps": len(latencies) / elapsed if elapsed else 0.0, "latency": summarize_ns(latencies),
-            "statuses": {str(k): v for k, v in statuses.items()}, "errors": dict(errors)}
-
-
-# ---- one at a time: a prepared request sent again and again on one connection ---------------
-
-async def one_at_a_time(host: str, port: int, payload: bytes, count: int, duration: float,
-                        timeout: float = 30.0) -> dict:
-    """`payload` (a whole HTTP request) sent `count` times in a row, each after the last answer,
-    stopping early at `duration` seconds: the latency of one request on an otherwise idle server."""
-    latencies: list[int] = []
-    errors: Counter = Counter()
-    statuses: Counter = Counter()
-    connection = None
-    deadline = time.monotonic() + duration
-    for _ in range(count):
-        if time.monotonic() > deadline:
-            break
-        try:
-            if connection is None or connection.closed:
-                connection = await ClientConnection.open(host, port)
-            response = await asyncio.wait_for(connection.request(payload), timeout)
-        except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
-            errors[_error_name(exc)] += 1
-            connection = None
-            continue
-        statuses[response.status] += 1
-        if response.status == 200:
-            latencies.append(response.latency_ns)
-    if connection is not None:
-        connection.close()
-    return {"ok": len(latencies), "latency": summarize_ns(latencies),
             "statuses": {str(k): v for k, v in statuses.items()}, "errors": dict(errors)}
 
 

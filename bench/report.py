@@ -351,11 +351,11 @@ def _bodies_table(summary: dict, names: list[str]) -> list[str]:
     systems = summary["systems"]
     if not any(systems[n].get("bodies") for n in names):
         return []
-    lines = ["## Big bodies: coding-agent conversations, non-streamed, one at a time, ms", "",
-             "Passthrough paths: chat -> OpenAI format, Messages -> Anthropic. Added = p50 minus direct's; "
-             "allowance = 1 ms + 1 ms per MiB; server CPU per request (for direct, the upstream's).", "",
-             "| system | path | body | p50 | p99 | added p50 | allowance | server CPU/request | failed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = _heading("Big bodies: coding-agent conversations, non-streamed, one at a time, ms",
+                     "Passthrough paths: chat -> OpenAI format, Messages -> Anthropic. Added = p50 minus direct's; "
+                     "allowance = 1 ms + 1 ms per MiB; server CPU per request (for direct, the upstream's).",
+                     ("system", "path", "body", "p50", "p99", "added p50", "allowance", "server CPU/request",
+                      "failed"))
     for name in names:
         for case, values in (systems[name].get("bodies") or {}).items():
             path, _, size = case.partition("/")
@@ -365,6 +365,11 @@ def _bodies_table(summary: dict, names: list[str]) -> list[str]:
                          f"{_fmt(values['p99_ms'])} | {_signed(added)} | {_fmt(allowance)} | "
                          f"{_fmt(values['cpu_ms'])} | {values['failed']} |")
     return lines + [""]
+
+
+def _heading(title: str, explanation: str, columns: tuple[str, ...]) -> list[str]:
+    """A section's title, what its figures mean, and its table's head."""
+    return [f"## {title}", "", explanation, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
 def _share(value: float | None, base: float | None) -> str:

@@ -147,9 +147,10 @@ async def phase_bodies(system: System, ctx: Context) -> dict:
             body = encode(model, bodies.SIZES[size_name])
             headers = {"anthropic-version": "2023-06-01"} if path == loadgen.MESSAGES_PATH else None
             payload = build_request("127.0.0.1", system.port, path, body, headers)
-            await loadgen.one_at_a_time("127.0.0.1", system.port, payload, 2, 10.0)  # warm: connection, caches
+            endpoint = Endpoint("127.0.0.1", system.port, path)
+            await loadgen.closed_loop(endpoint, model, 1, 10.0, 2, payload)  # warm: connection, caches
             cpu_before = server.cpu_seconds()
-            result = await loadgen.one_at_a_time("127.0.0.1", system.port, payload, count, ctx.settings.body_seconds)
+            result = await loadgen.closed_loop(endpoint, model, 1, ctx.settings.body_seconds, count, payload)
             if result["ok"]:
                 result["server_cpu_ms_per_request"] = (server.cpu_seconds() - cpu_before) / result["ok"] * 1e3
             result["body_bytes"] = len(body)
