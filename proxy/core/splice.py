@@ -104,6 +104,11 @@ class RawObject:
 
     def encode(self, body: Mapping[str, Any]) -> bytes:
         """`body` as bytes: the original ones, except members replaced, removed or added since `origin`."""
+        return b"".join(self.pieces(body))
+
+    def pieces(self, body: Mapping[str, Any]) -> list[Any]:
+        """What `encode` joins: views of the original bytes between the re-encoded parts, so a
+        writer that takes several buffers (one `writelines`) sends megabytes without a copy."""
         top, origin = self.top, self.origin
         raw = memoryview(top.raw)
         pieces: list[Any] = []
@@ -128,7 +133,7 @@ class RawObject:
                 pieces.extend((b"," if written else b"", jsonutil.dumps(key), b":", encode_value(value)))
                 written = True
         head = raw[:top.members[0].key_start] if top.members else raw[:top.body_start]
-        return b"".join((head, *pieces, raw[last_end:]))
+        return [head, *pieces, raw[last_end:]]
 
 
 _ABSENT = object()

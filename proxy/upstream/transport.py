@@ -60,8 +60,9 @@ class Transport:
 
     # ---- building the outgoing request ------------------------------------------------------
 
-    def _outgoing(self, request: ProxyRequest, target: Target) -> tuple[str, bytes, str]:
-        """The path (below the base URL), body and content type the upstream is sent."""
+    def _outgoing(self, request: ProxyRequest, target: Target) -> tuple[str, upstream_client.Body, str]:
+        """The path (below the base URL), body (bytes, or a spliced body's buffers) and content type
+        the upstream is sent."""
         upstream = target.upstream
         if request.passes_through(upstream):
             adapter = adapter_for(upstream.format)
@@ -69,7 +70,7 @@ class Transport:
         if request.is_chat:
             adapter = adapter_for(upstream.format)
             native = merge_options(adapter.encode_chat(request, target), target)
-            encoded = request.spliced.encode(native) if request.spliced is not None else jsonutil.dumps(native)
+            encoded = request.spliced.pieces(native) if request.spliced is not None else jsonutil.dumps(native)
             return adapter.chat_path, encoded, "application/json"
         if not FORMATS[upstream.format].serves_other_paths:
             raise InvalidRequest(f"upstream '{upstream.name}' speaks the {upstream.format} format, which only "
@@ -83,7 +84,7 @@ class Transport:
 
     # ---- sending and reading ------------------------------------------------------------------
 
-    async def _send(self, request: ProxyRequest, target: Target, request_target: str, body: bytes,
+    async def _send(self, request: ProxyRequest, target: Target, request_target: str, body: upstream_client.Body,
                     content_type: str) -> ProxyResponse:
         upstream = target.upstream
         deadline, budget = _deadline(request, upstream)
