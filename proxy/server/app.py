@@ -33,6 +33,7 @@ from proxy.server.guard import GuardedRunner
 from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
 from proxy.server.status import fallback_snapshot, render_status_page
+from proxy.streams.batches import batches
 
 log = logging.getLogger("byok.server")
 
@@ -274,10 +275,11 @@ async def _write_stream(request: web.Request, response: ProxyResponse, headers: 
     stream = web.StreamResponse(status=response.status, headers={
         **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no"})
+    batched = batches(response.events)
     try:
         await stream.prepare(request)
-        async for event in response.events:
-            await stream.write(event.raw)
+        async for batch in batched:  # the events of one upstream read, in one write
+            await stream.write(batch[0].raw if len(batch) == 1 else b"".join(event.raw for event in batch))
     except ProxyError as exc:
         await _write_quietly(stream, sse_error_bytes(exc))
     except (ConnectionResetError, ConnectionError):
@@ -287,6 +289,7 @@ async def _write_stream(request: web.Request, response: ProxyResponse, headers: 
         await _write_quietly(stream, sse_error_bytes(ProxyError("internal error in byok-proxy while streaming",
                                                                 code="internal_error")))
     finally:
+        await batched.aclose()
         await response.aclose()
     return stream
 
