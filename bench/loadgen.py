@@ -96,8 +96,9 @@ def _error_name(exc: BaseException) -> str:
 # ---- closed loop: N connections, each sending its next request as soon as the last ends ----
 
 async def closed_loop(endpoint: Endpoint, model: str, concurrency: int, duration: float,
-                      max_requests: int = 10_000_000) -> dict:
-    payload = endpoint.request(model)
+                      max_requests: int = 10_000_000, payload: bytes | None = None) -> dict:
+    """`payload`: a whole prepared HTTP request to send instead of the endpoint's for `model`."""
+    payload = payload or endpoint.request(model)
     latencies: list[int] = []
     errors: Counter = Counter()
     statuses: Counter = Counter()

@@ -15,6 +15,8 @@ TARGETS = [
     ("stream_chunk_c1", "added per chunk, concurrency 1 (p50)", 0.3, "ms", "max"),
     ("stream_chunk_c100_p99", "added per chunk, concurrency 100, p99", 10.0, "ms", "max"),
     ("stream_first_c100_p99", "added to the first chunk, concurrency 100, p99", 10.0, "ms", "max"),
+    ("bodies_excess", "big-body passthrough added latency (p50) beyond 1 ms + 1 ms per MiB, worst size and path",
+     0.0, "ms", "max"),
     ("memory_idle", "RSS idle", 50.0, "MB", "max"),
     ("memory_1000", "RSS holding 1,000 streams", 150.0, "MB", "max"),
     ("held_10000", "streams held of 10,000", 10000, "", "min"),
@@ -82,6 +84,7 @@ def summarize_system(runs: dict) -> dict:
                                    "p50_ms": median(_get(r, label, "latency", "p50_ms") for r in apis),
                                    "failed": sum(sum((_get(r, label, "errors") or {}).values()) for r in apis)}
                            for label in apis[0]}
+    summary["bodies"] = _bodies_summary(runs.get("bodies") or [])
     if runs.get("cpu"):
         summary["foreign_cores"] = runs["cpu"].get("foreign_cores")
     if "idle_rss_mb_at_start" in runs:
@@ -91,8 +94,24 @@ def summarize_system(runs: dict) -> dict:
     return summary
 
 
+def _bodies_summary(runs: list[dict]) -> dict:
+    cases: dict = {}
+    for run in runs:
+        for case, result in run.items():
+            cases.setdefault(case, []).append(result)
+    return {case: {"p50_ms": median(_get(r, "latency", "p50_ms") for r in results),
+                   "p99_ms": median(_get(r, "latency", "p99_ms") for r in results),
+                   "cpu_ms": median(r.get("server_cpu_ms_per_request") for r in results),
+                   "body_bytes": results[0].get("body_bytes"),
+                   "failed": sum(sum((r.get("errors") or {}).values())
+                                 + sum(v for k, v in (r.get("statuses") or {}).items() if k != "200") for r in results)}
+            for case, results in cases.items()}
+
+
 def overhead(system: dict, direct: dict) -> dict:
-    result: dict = {"rates": {}, "streams": {}}
+    result: dict = {"rates": {}, "streams": {}, "bodies": {}}
+    for case, values in (system.get("bodies") or {}).items():
+        result["bodies"][case] = _diff(values.get("p50_ms"), _get(direct, "bodies", case, "p50_ms"))
     for rate, values in (system.get("rates") or {}).items():
         base = (direct.get("rates") or {}).get(rate, {})
         result["rates"][rate] = {p: _diff(values.get(p), base.get(p)) for p in ("p50_ms", "p90_ms", "p99_ms")}
@@ -136,6 +155,7 @@ def _measured(summary: dict) -> dict:
                 if level.get("rss_after_mb") is not None and level.get("rss_before_mb") is not None]
     excess = max(excesses, default=None)
     return {
+        "bodies_excess": _bodies_excess(summary),
         "throughput_vs_litellm": summary.get("throughput_vs_litellm"),
         "overhead_200_p50": _get(over, "rates", "200", "p50_ms"),
         "overhead_200_p99": _get(over, "rates", "200", "p99_ms"),
@@ -149,6 +169,15 @@ def _measured(summary: dict) -> dict:
         "held_10000": _get(levels, "10000", "max_held"),
         "memory_after_excess": excess,
     }
+
+
+def _bodies_excess(summary: dict) -> float | None:
+    """The worst big-body case's added latency beyond its allowance of 1 ms + 1 ms per MiB."""
+    added = _get(summary, "overhead", "byok", "bodies") or {}
+    sizes = {case: _get(summary, "systems", "byok", "bodies", case, "body_bytes") for case in added}
+    excesses = [value - (1.0 + sizes[case] / 2**20) for case, value in added.items()
+                if value is not None and sizes[case]]
+    return max(excesses, default=None)
 
 
 def evaluate_targets(summary: dict) -> list[dict]:
@@ -211,6 +240,7 @@ def markdown(results: dict) -> str:
     lines += _streams_table(summary, names)
     lines += _burst_table(summary, names)
     lines += _apis_table(summary, names)
+    lines += _bodies_table(summary, names)
     lines += _memory_table(summary, names)
     lines += _workers_table(summary)
     notes = list(results.get("notes") or [])
@@ -323,6 +353,31 @@ def _burst_table(summary: dict, names: list[str]) -> list[str]:
     elif translation and "skipped" in translation:
         lines += ["", f"Translator alone: skipped ({translation['skipped']})."]
     return lines + [""] if rows else []
+
+
+def _bodies_table(summary: dict, names: list[str]) -> list[str]:
+    systems = summary["systems"]
+    if not any(systems[n].get("bodies") for n in names):
+        return []
+    lines = _heading("Big bodies: coding-agent conversations, non-streamed, one at a time, ms",
+                     "Passthrough paths: chat -> OpenAI format, Messages -> Anthropic. Added = p50 minus direct's; "
+                     "allowance = 1 ms + 1 ms per MiB; server CPU per request (for direct, the upstream's).",
+                     ("system", "path", "body", "p50", "p99", "added p50", "allowance", "server CPU/request",
+                      "failed"))
+    for name in names:
+        for case, values in (systems[name].get("bodies") or {}).items():
+            path, _, size = case.partition("/")
+            added = _get(summary, "overhead", name, "bodies", case)
+            allowance = 1.0 + (values.get("body_bytes") or 0) / 2**20
+            lines.append(f"| {systems[name]['label']} | {path} | {size} | {_fmt(values['p50_ms'])} | "
+                         f"{_fmt(values['p99_ms'])} | {_signed(added)} | {_fmt(allowance)} | "
+                         f"{_fmt(values['cpu_ms'])} | {values['failed']} |")
+    return lines + [""]
+
+
+def _heading(title: str, explanation: str, columns: tuple[str, ...]) -> list[str]:
+    """A section's title, what its figures mean, and its table's head."""
+    return [f"## {title}", "", explanation, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
 def _share(value: float | None, base: float | None) -> str:

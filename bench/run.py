@@ -19,7 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import loadgen, procs, report, translate, wrk
+from bench import bodies, loadgen, procs, report, translate, wrk
+from bench.httpclient import build_request
 from bench.loadgen import Endpoint
 from bench.systems import REPO, Byok, System, machine_info, make_systems
 
@@ -47,6 +48,9 @@ class Settings:
     hold_connect_rate: float = 1000.0
     hold_chunk_interval_ms: int = 2000
     workers_scaling: tuple[int, ...] = (1, 2)
+    # Big bodies, sent one at a time: how many of each size (fewer of the larger), and a time cap.
+    body_counts: tuple[tuple[str, int], ...] = (("16KiB", 200), ("256KiB", 100), ("1MiB", 50), ("4MiB", 20))
+    body_seconds: float = 20.0
     loadgen_cpus: str = "0"
     proxy_cpus: str = "1"
 
@@ -56,7 +60,8 @@ class Settings:
                    stream_model="s5x5", streams_c1=3, streams_c100_workers=10, streams_c100_each=1,
                    burst_model="s200x0", burst_concurrency=2, burst_streams_each=1, translate_seconds=0.3,
                    api_seconds=0.5, api_concurrency=4,
-                   hold_counts=(20, 100), hold_connect_rate=500.0, hold_chunk_interval_ms=500)
+                   hold_counts=(20, 100), hold_connect_rate=500.0, hold_chunk_interval_ms=500,
+                   body_counts=(("16KiB", 4), ("256KiB", 3), ("1MiB", 2), ("4MiB", 2)), body_seconds=5.0)
 
 
 @dataclass
@@ -169,6 +174,38 @@ async def phase_apis(system: System, ctx: Context) -> dict:
     return results
 
 
+async def phase_bodies(system: System, ctx: Context) -> dict:
+    """Coding-agent conversations of 16 KiB to 4 MiB, non-streamed, sent one at a time on each
+    passthrough path: latency, and the server's CPU time per request (for direct, the upstream's)."""
+    server = system.server or ctx.upstream
+    results: dict = {}
+    for path_name, path, model, encode in _body_paths(system):
+        for size_name, count in ctx.settings.body_counts:
+            body = encode(model, bodies.SIZES[size_name])
+            headers = {"anthropic-version": "2023-06-01"} if path == loadgen.MESSAGES_PATH else None
+            payload = build_request("127.0.0.1", system.port, path, body, headers)
+            endpoint = Endpoint("127.0.0.1", system.port, path)
+            await loadgen.closed_loop(endpoint, model, 1, 10.0, 2, payload)  # warm: connection, caches
+            cpu_before = server.cpu_seconds()
+            result = await loadgen.closed_loop(endpoint, model, 1, ctx.settings.body_seconds, count, payload)
+            if result["ok"]:
+                result["server_cpu_ms_per_request"] = (server.cpu_seconds() - cpu_before) / result["ok"] * 1e3
+            result["body_bytes"] = len(body)
+            results[f"{path_name}/{size_name}"] = result
+            gc.collect()
+    return results
+
+
+def _body_paths(system: System) -> list[tuple]:
+    """(name, path, model, body encoder) for each passthrough path this system serves."""
+    paths = [("chat", loadgen.CHAT_PATH, system.model("bench"), bodies.chat_body)]
+    if system.native:
+        paths.append(("messages", loadgen.MESSAGES_PATH, "bench", bodies.messages_body))
+    elif system.anthropic_model("bench") is not None:
+        paths.append(("messages", loadgen.MESSAGES_PATH, system.anthropic_model("bench"), bodies.messages_body))
+    return paths
+
+
 async def phase_memory(make: "callable", ctx: Context) -> dict:
     """Fresh process: idle RSS, then for each count: RSS holding that many slow streams, and after."""
     s = ctx.settings
@@ -254,7 +291,8 @@ async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
     s = ctx.settings
     log(f"{system.name}: starting")
     await system.start(ctx.upstream.port, ctx.workdir, None if system.name == "direct" else s.proxy_cpus, _models(ctx))
-    runs: dict = {"label": system.label, "throughput": [], "rates": [], "streams": [], "burst": [], "apis": []}
+    runs: dict = {"label": system.label, "throughput": [], "rates": [], "streams": [], "burst": [], "apis": [],
+                  "bodies": []}
     meter = procs.CpuMeter()
     try:
         if system.server is not None:
@@ -272,6 +310,8 @@ async def bench_system(system: System, ctx: Context, phases: set[str]) -> dict:
                 runs["burst"].append(await phase_burst(system, ctx))
             if "apis" in phases:
                 runs["apis"].append(await phase_apis(system, ctx))
+            if "bodies" in phases:
+                runs["bodies"].append(await phase_bodies(system, ctx))
             gc.collect()
         if system.server is not None:
             runs["rss_after_load_mb"] = system.server.rss_mb()
@@ -313,7 +353,7 @@ async def bench_workers(ctx: Context) -> dict:
 
 # ---- the whole run ------------------------------------------------------------------------
 
-ALL_PHASES = ("throughput", "rates", "streams", "burst", "apis", "translate", "memory", "workers")
+ALL_PHASES = ("throughput", "rates", "streams", "burst", "apis", "bodies", "translate", "memory", "workers")
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -347,7 +387,7 @@ async def run(args: argparse.Namespace) -> dict:
             if not ok:
                 ctx.notes.append(f"LiteLLM skipped: {message}")
                 names.remove("litellm")
-        per_system = phases & {"throughput", "rates", "streams", "burst", "apis", "memory"}
+        per_system = phases & {"throughput", "rates", "streams", "burst", "apis", "bodies", "memory"}
         for system in make_systems(names if per_system else [], logging_requests=not args.no_request_log):
             try:
                 results["systems"][system.name] = await bench_system(system, ctx, phases)

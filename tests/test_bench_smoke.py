@@ -53,6 +53,10 @@ def test_every_system_ran_every_phase_without_failed_requests(quick_run):
             assert all(_number(stream[key]) for key in ("first_p50_ms", "chunk_p50_ms", "chunk_p99_ms"))
         assert system["burst_chunks_per_s"]["openai"] > 0
         assert system["burst_chunks_per_s"]["anthropic"] > 0
+        cases = {f"{path}/{size}" for path in ("chat", "messages") for size in ("16KiB", "256KiB", "1MiB", "4MiB")}
+        assert set(system["bodies"]) == cases
+        for case in system["bodies"].values():
+            assert case["failed"] == 0 and _number(case["p50_ms"]) and case["body_bytes"] > 0
 
 
 def test_overheads_and_memory_are_reported_for_the_proxy(quick_run):
@@ -61,6 +65,7 @@ def test_overheads_and_memory_are_reported_for_the_proxy(quick_run):
     over = summary["overhead"]["byok"]
     assert all(_number(over["rates"][rate]["p99_ms"]) for rate in ("50", "200"))
     assert _number(over["streams"]["c1"]["chunk_p50_ms"])
+    assert _number(over["bodies"]["chat/4MiB"]) and _number(over["bodies"]["messages/4MiB"])
     memory = summary["systems"]["byok"]["memory"]
     assert memory["idle_mb"] > 0
     for count, level in memory["levels"].items():
@@ -77,12 +82,13 @@ def test_every_target_row_is_evaluated_or_says_why_not(quick_run):
     assert rows["throughput_vs_litellm"]["met"] is None  # LiteLLM was not part of this run
     assert rows["overhead_200_p50"]["met"] in (True, False)
     assert rows["memory_idle"]["met"] in (True, False)
+    assert rows["bodies_excess"]["met"] in (True, False)
 
 
 def test_markdown_has_the_command_the_machine_and_the_tables(quick_run):
     results, markdown = quick_run
     assert results["command"] in markdown and "Machine:" in markdown
     for heading in ("## Targets", "## Non-streaming throughput", "## Latency at fixed rates", "## Streaming",
-                    "## Stream throughput", "## Memory", "## byok-proxy --workers"):
+                    "## Stream throughput", "## Big bodies", "## Memory", "## byok-proxy --workers"):
         assert heading in markdown
     assert markdown == report.markdown(results)  # the file is exactly what the JSON renders to

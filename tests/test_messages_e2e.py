@@ -135,6 +135,18 @@ async def test_a_chat_upstreams_cached_prompt_tokens_come_back_as_cache_read_inp
     assert (answer.usage.input_tokens, answer.usage.cache_read_input_tokens) == (2, 3)
 
 
+async def test_the_clients_bytes_reach_anthropic_as_sent_but_for_the_model(anthropic_upstream, proxy_factory):
+    proxy = await proxy_factory(anthropic_config(anthropic_upstream, MODEL))
+    body = ('{ "messages" : [ {"role": "user", "content": "caf\u00e9 — \\"quoted\\"\\n  code { }"} ],\n'
+            '  "model":"main",  "max_tokens": 64, "metadata" : {"user_id": "u-2"} }').encode()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.base_url + "/messages", data=body,
+                                headers={"Content-Type": "application/json", "anthropic-version": "2023-06-01",
+                                         "x-api-key": CLIENT_KEY}) as response:
+            assert response.status == 200, await response.text()
+    assert anthropic_upstream.requests[-1].raw == body.replace(b'"model":"main"', f'"model":"{MODEL}"'.encode())
+
+
 async def test_signed_thinking_survives_a_tool_round_trip_through_passthrough(anthropic_upstream, via_claude):
     anthropic_upstream.script(Reply(blocks=[thinking("I need the weather tool."), tool_use("get_weather", {"city": "Rome"})]),
                   Reply(blocks=[text("Take an umbrella.")]))

@@ -67,6 +67,29 @@ async def test_stream_usage_is_requested_upstream_but_dropped_unless_client_aske
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
 
 
+async def test_usage_on_a_chunk_with_choices_reaches_only_the_client_that_asked(openai_upstream, proxy_factory):
+    """LiteLLM's proxy as the upstream: usage rides on the finishing chunk beside its choices."""
+    openai_upstream.usage_with_choices = True
+    proxy = await proxy_factory(config_for(openai_upstream.url))
+    body = {"model": "oa/gpt-test", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{proxy.base_url}/chat/completions", json=body) as response:
+            unasked = await response.read()
+        assert openai_upstream.last.json["stream_options"] == {"include_usage": True}
+        async with session.post(f"{openai_upstream.url}/v1/chat/completions",
+                                json={**body, "model": "gpt-test", "stream_options": {"include_usage": True}}) as response:
+            upstream_wrote = await response.read()
+    assert b'"usage": {' in upstream_wrote and b'"usage": {' not in unasked
+    # Only the member is gone: the finishing chunk keeps the upstream's other bytes as they were.
+    finishing = [event for event in upstream_wrote.split(b"\n\n") if b'"usage": {' in event][0]
+    start = finishing.index(b', "usage": {')
+    assert finishing[:start] + b"}" in unasked
+    stream = await client_for(proxy).chat.completions.create(
+        model="main", messages=[{"role": "user", "content": "x"}], stream=True, stream_options={"include_usage": True})
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].usage.completion_tokens == 3
+
+
 async def test_stream_bytes_reach_client_unchanged(openai_upstream, proxy_factory):
     proxy = await proxy_factory(config_for(openai_upstream.url))
     body = {"model": "oa/gpt-test", "messages": [{"role": "user", "content": "x"}], "stream": True,

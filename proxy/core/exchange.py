@@ -14,6 +14,7 @@ from proxy.config.formats import FORMATS
 from proxy.config.model import AliasConfig, ModelSettings, UpstreamConfig
 from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest, UpstreamProtocolError
+from proxy.core.splice import RawObject
 
 if TYPE_CHECKING:  # the events' type only: streams/ sits above core
     from proxy.streams.sse import SSEEvent
@@ -103,6 +104,9 @@ class ProxyRequest:
     # The client's body exactly as received, for an upstream that speaks the client's own API
     # (Messages to Anthropic): passed through with only the owned fields rewritten.
     native_body: bytes = b""
+    # A chat body read only at its top level (`messages` left a msgspec Raw): the client's bytes,
+    # which a passthrough re-sends with only the fields the chain changed re-encoded.
+    spliced: Optional[RawObject] = None
     raw_body: bytes = b""
     # Set when only an upstream speaking the client's own API can take the request (it continues a
     # response stored there, or uses what only that API has: hosted tools): the error any other answers.

@@ -13,13 +13,17 @@ from proxy.core.exchange import Target
 
 
 def merge_options(body: dict[str, Any], target: Target) -> dict[str, Any]:
+    for layer in option_layers(target):
+        body = deep_merge(body, layer)
+    return body
+
+
+def option_layers(target: Target) -> tuple[Mapping[str, Any], ...]:
+    """The `options:` that apply to `target`, in the order they merge: upstream, model, alias."""
     layers = (target.upstream.options,
               target.model_config.options if target.model_config else None,
               target.alias_config.options if target.alias_config else None)
-    for layer in layers:
-        if layer:
-            body = deep_merge(body, layer)
-    return body
+    return tuple(layer for layer in layers if layer)
 
 
 def deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

@@ -88,8 +88,22 @@ def _check_depth(raw: bytes, value: Any, max_depth: int) -> None:
             stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
 
 
-def check_chat(body: dict[str, Any], limits: LimitsConfig) -> None:
+def check_chat(body: dict[str, Any], limits: LimitsConfig, messages_checked: bool = False) -> None:
+    """`messages_checked`: its shape was checked on the client's bytes (proxy/inbound/shallow.py)."""
     _require_text(body, "model")
+    if not messages_checked:
+        _check_messages(body, limits)
+    _optional_type(body, "stream", bool, "a boolean")
+    _optional_type(body, "stream_options", dict, "an object")
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        _optional_int(body, name, minimum=0 if name != "n" else 1)
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        _optional_number(body, name)
+    _optional_type(body, "tools", list, "an array")
+    _optional_type(body, "stop", (str, list), "a string or an array of strings")
+
+
+def _check_messages(body: dict[str, Any], limits: LimitsConfig) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages", code="invalid_type"
@@ -99,14 +113,6 @@ def check_chat(body: dict[str, Any], limits: LimitsConfig) -> None:
                              param="messages", code="too_many_messages")
     for index, message in enumerate(messages):
         _check_message(message, index)
-    _optional_type(body, "stream", bool, "a boolean")
-    _optional_type(body, "stream_options", dict, "an object")
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        _optional_int(body, name, minimum=0 if name != "n" else 1)
-    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        _optional_number(body, name)
-    _optional_type(body, "tools", list, "an array")
-    _optional_type(body, "stop", (str, list), "a string or an array of strings")
 
 
 def check_model_field(body: dict[str, Any]) -> str | None:

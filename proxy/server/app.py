@@ -18,11 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from proxy import inbound
+from proxy.config.formats import FORMATS
 from proxy.config.model import Config
 from proxy.core import jsonutil
 from proxy.core.errors import (AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, UpstreamProtocolError,
                                sse_error_bytes)
-from proxy.core.exchange import ProxyRequest, ProxyResponse
+from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
+from proxy.core.splice import RawObject
 from proxy.core.services import Services
 from proxy.inbound import validation
 from proxy.inbound.messages.catalog import anthropic_model_list
@@ -34,6 +36,7 @@ from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
 from proxy.state.store import create_store
 from proxy.server.status import fallback_snapshot, render_status_page
+from proxy.streams.batches import batches
 
 log = logging.getLogger("byok.server")
 
@@ -258,11 +261,14 @@ class ProxyApp:
         timeout = config.limits.request_timeout
         stored_upstream = api is None and path.startswith("responses/")  # an id an upstream made (not the proxy's)
         targets = runtime.router.stored_at("responses") if stored_upstream else runtime.router.resolve(model)
+        spliced = context if isinstance(context, RawObject) else None
+        if spliced is not None and not _splices_chat(targets, config):
+            body, spliced, context = api.parse_fully(raw, config.limits), None, None
         proxy_request = ProxyRequest(
             request_id=request_id, method=request.method, path=path, query=request.query_string,
             client_headers={name.lower(): value for name, value in request.headers.items()},
             api=api.name if api is not None else "other", native_body=native, native_only=native_only,
-            body=body, raw_body=raw if body is None else b"", content_type=request.content_type,
+            body=body, spliced=spliced, raw_body=raw if body is None else b"", content_type=request.content_type,
             client_model=model, targets=targets, target=targets[0],
             stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)
                                                    and stream_options.get("include_usage")),
@@ -287,6 +293,12 @@ class ProxyApp:
             raise AuthenticationFailed("invalid API key for this proxy")
 
 
+def _splices_chat(targets: tuple[Target, ...], config: Config) -> bool:
+    """Whether a chat body read only at its top level serves every target: each passes the chat
+    body through as it is, and no user plugin, which may read any field, is configured."""
+    return not config.plugins and all(FORMATS[target.upstream.format].native_api == "chat" for target in targets)
+
+
 async def _close_when_idle(runtime: Runtime) -> None:
     # Its streams may run as long as their upstream's timeout.total allows; closing the
     # transport under them would cut them, so wait that long (plus the grace) at most.
@@ -304,14 +316,16 @@ async def _write_stream(request: web.Request, response: ProxyResponse, headers: 
     stream = web.StreamResponse(status=response.status, headers={
         **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no"})
+    batched = batches(response.events)
     try:
         await stream.prepare(request)
     except ConnectionError:
+        await batched.aclose()
         await response.aclose()
         return stream  # the client went away before the stream began
     try:
-        async for event in response.events:
-            await stream.write(event.raw)
+        async for batch in batched:  # the events of one upstream read, in one write
+            await stream.write(batch[0].raw if len(batch) == 1 else b"".join(event.raw for event in batch))
     except ProxyError as exc:
         await _write_quietly(stream, sse_error_bytes(exc))
     except (ConnectionResetError, ConnectionError):
@@ -321,6 +335,7 @@ async def _write_stream(request: web.Request, response: ProxyResponse, headers: 
         await _write_quietly(stream, sse_error_bytes(ProxyError("internal error in byok-proxy while streaming",
                                                                 code="internal_error")))
     finally:
+        await batched.aclose()
         await response.aclose()
     return stream
 

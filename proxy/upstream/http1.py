@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
-from typing import Any
+from typing import Any, Sequence
 
 from multidict import CIMultiDict
 
@@ -158,12 +158,13 @@ class Connection(asyncio.Protocol):
 
     # -- sending --
 
-    def send(self, payload: bytes, head_only: bool) -> None:
+    def send(self, payload: Sequence[Any], head_only: bool) -> None:
+        """`payload`: the request's buffers, written at once (uvloop writes them without joining)."""
         self._state = _HEAD
         self._head, self._head_only, self.received = None, head_only, False
         self._error = None
         self._chunks, self._buffered = [], 0
-        self.transport.write(payload)
+        self.transport.writelines(payload)
 
     # -- reading --
 

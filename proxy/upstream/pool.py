@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from typing import Mapping
+from typing import Any, Mapping, Sequence, Union
 from urllib.parse import quote, urlsplit
 
 from proxy.upstream.http1 import ConnectFailed, Connection, ConnectionDropped, ConnectTimeout, Response
@@ -126,22 +126,31 @@ def _request_target(text: str) -> str:
 
 # ---- one request ----------------------------------------------------------------------------
 
-def encode_request(method: str, target: str, host: str, headers: Mapping[str, str], body: bytes,
-                   with_length: bool) -> bytes:
-    """Request head and body as one write. Header names and values come from the client's
-    parsed request and the validated config; a CR or LF in either is refused, not sent."""
+# A body is bytes, or the buffers that make it up (a client's body with fields spliced in).
+Body = Union[bytes, Sequence[Any]]
+# A small body is copied after the head (one buffer); a large one is written as it is.
+_SEPARATE_BODY_ABOVE = 64 * 1024
+
+def encode_request(method: str, target: str, host: str, headers: Mapping[str, str], body: Body,
+                   with_length: bool) -> list[Any]:
+    """Request head and body as the buffers of one write. Header names and values come from the
+    client's parsed request and the validated config; a CR or LF in either is refused, not sent."""
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
+    pieces = [body] if isinstance(body, bytes) else list(body)
     if with_length:
-        lines.append(f"Content-Length: {len(body)}")
+        lines.append(f"Content-Length: {sum(map(len, pieces))}")
     lines.append("Accept-Encoding: gzip, deflate")
     head = "\r\n".join(lines)
     if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
         raise ValueError("a header name or value contains a line break")
-    return head.encode("utf-8", "surrogateescape") + b"\r\n\r\n" + body
+    head_bytes = head.encode("utf-8", "surrogateescape") + b"\r\n\r\n"
+    if len(pieces) == 1 and len(pieces[0]) < _SEPARATE_BODY_ABOVE:
+        return [head_bytes + pieces[0]]
+    return [head_bytes, *pieces]
 
 
-async def send(pool: Pool, method: str, target: str, headers: Mapping[str, str], body: bytes, *,
+async def send(pool: Pool, method: str, target: str, headers: Mapping[str, str], body: Body, *,
                connect_timeout: float, read_timeout: float, deadline: float) -> Response:
     """Send one request and wait for the answer's head.
 

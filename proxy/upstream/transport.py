@@ -64,8 +64,9 @@ class Transport:
 
     # ---- building the outgoing request ------------------------------------------------------
 
-    def _outgoing(self, request: ProxyRequest, target: Target) -> tuple[str, bytes, str]:
-        """The path (below the base URL), body and content type the upstream is sent."""
+    def _outgoing(self, request: ProxyRequest, target: Target) -> tuple[str, upstream_client.Body, str]:
+        """The path (below the base URL), body (bytes, or a spliced body's buffers) and content type
+        the upstream is sent."""
         upstream = target.upstream
         if request.passes_through(upstream):  # the upstream speaks the client's API: the client's path too
             adapter = adapter_for(upstream.format)
@@ -73,7 +74,8 @@ class Transport:
         if request.is_chat:
             adapter = adapter_for(upstream.format)
             native = merge_options(adapter.encode_chat(request, target), target)
-            return adapter.chat_path, jsonutil.dumps(native), "application/json"
+            encoded = request.spliced.pieces(native) if request.spliced is not None else jsonutil.dumps(native)
+            return adapter.chat_path, encoded, "application/json"
         if not FORMATS[upstream.format].serves_other_paths:
             raise InvalidRequest(f"upstream '{upstream.name}' speaks the {upstream.format} format, which only "
                                  f"serves chat/completions through this proxy", code="unsupported_endpoint")
@@ -86,7 +88,7 @@ class Transport:
 
     # ---- sending and reading ------------------------------------------------------------------
 
-    async def _send(self, request: ProxyRequest, target: Target, request_target: str, body: bytes,
+    async def _send(self, request: ProxyRequest, target: Target, request_target: str, body: upstream_client.Body,
                     content_type: str) -> ProxyResponse:
         upstream = target.upstream
         deadline, budget = _deadline(request, upstream)

@@ -78,6 +78,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     query: str = ""
+    raw: bytes = b""
 
 
 STATUS_FOR = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
@@ -163,7 +164,7 @@ class AnthropicUpstream:
         except ValueError:
             body = raw.decode(errors="replace")
         self.requests.append(Recorded(request.path, {k.lower(): v for k, v in request.headers.items()}, body,
-                                      request.query_string))
+                                      request.query_string, raw))
         return raw, body
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:

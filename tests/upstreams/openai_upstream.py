@@ -44,6 +44,9 @@ class OpenAIUpstream:
     # Stream: these pieces, `chunk_delay` seconds apart (None: the reply split in words).
     chunks: list[str] | None = None
     chunk_delay: float = 0.0
+    # LiteLLM's proxy as an upstream: usage rides on the finishing chunk, beside its choices,
+    # instead of on a chunk of its own with empty `choices`.
+    usage_with_choices: bool = False
     delay_before_headers: float = 0.0
     # Scripted tool calls: each chat completion takes the next turn, if any, and calls its tools
     # instead of answering `reply`. A turn is a list of ToolCall.
@@ -158,8 +161,11 @@ class OpenAIUpstream:
             self.emitted_at.append(time.monotonic())
             await response.write(_sse(_chunk(data["model"], delta, include_usage)))
         finish = "tool_calls" if calls else "stop"
-        await response.write(_sse(_chunk(data["model"], {}, include_usage, finish=finish)))
-        if include_usage:
+        finishing = _chunk(data["model"], {}, include_usage, finish=finish)
+        if include_usage and self.usage_with_choices:  # LiteLLM's proxy puts usage on a chunk with choices
+            finishing["usage"] = self._usage(len(deltas))
+        await response.write(_sse(finishing))
+        if include_usage and not self.usage_with_choices:
             await response.write(_sse({"id": "chatcmpl-test", "object": "chat.completion.chunk",
                                        "created": 1700000000, "model": data["model"], "choices": [],
                                        "usage": self._usage(len(deltas))}))

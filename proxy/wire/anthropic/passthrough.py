@@ -9,12 +9,14 @@ only watches it: usage for the metrics, an `error` event, and a stream that stop
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
-from proxy.core import jsonutil
+from msgspec import Raw
+
+from proxy.core import jsonutil, splice
 from proxy.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
-from proxy.core.options import merge_options
+from proxy.core.options import merge_options, option_layers
 from proxy.streams.sse import SSEEvent
 from proxy.wire.anthropic.response import error_from_body, error_from_event, openai_usage
 
@@ -26,27 +28,32 @@ COUNT_PATH = "messages/count_tokens"
 
 
 def encode_native(request: ProxyRequest, target: Target) -> bytes:
-    """The client's body for `target`: a Messages request, or a count_tokens one (COUNT_PATH),
-    whose body takes no generation settings, so `options:` are not merged into it."""
+    """The client's bytes with the owned fields spliced in; nothing else is decoded again. A
+    count_tokens body (COUNT_PATH) takes no generation settings, so `options:` are not merged."""
     try:
-        body = jsonutil.loads(request.native_body)
-    except ValueError:
+        top = splice.read_top_level(request.native_body)
+    except (ValueError, RecursionError):
         raise InvalidRequest("the request body is not valid JSON") from None
-    body["model"] = target.model
-    body = _with_default_thinking(body, request.body or {})
-    if request.path == COUNT_PATH:
-        return jsonutil.dumps(body)
-    return jsonutil.dumps(merge_options(body, target))
-
-
-def _with_default_thinking(body: dict[str, Any], pivot: dict[str, Any]) -> dict[str, Any]:
-    """`body` with the thinking the chain decided when the client asked for none."""
+    body: dict[str, Any] = {**top.values, "model": target.model}
+    pivot = request.body or {}
     if "thinking" not in body and isinstance(pivot.get("thinking"), dict):
         # The alias's or model's reasoning default, in this upstream's dialect (plugins/reasoning).
         body["thinking"] = pivot["thinking"]
         budget = pivot["thinking"].get("budget_tokens")
-        if isinstance(budget, int) and isinstance(body.get("max_tokens"), int) and body["max_tokens"] <= budget:
-            body["max_tokens"] = budget + body["max_tokens"]
+        max_tokens = splice.decode(body.get("max_tokens"))
+        if isinstance(budget, int) and isinstance(max_tokens, int) and max_tokens <= budget:
+            body["max_tokens"] = budget + max_tokens
+    if request.path == COUNT_PATH:
+        return splice.RawObject(top, top.values).encode(body)
+    return splice.RawObject(top, top.values).encode(merge_options(_decoded_where_merged(body, target), target))
+
+
+def _decoded_where_merged(body: dict[str, Any], target: Target) -> dict[str, Any]:
+    """`options:` merge an object into the client's object key by key, so those values are decoded."""
+    for layer in option_layers(target):
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(body.get(key), Raw):
+                body[key] = splice.decode(body[key])
     return body
 
 
