@@ -97,3 +97,12 @@ async def test_a_cancelled_task_cancels_the_wait_inside_the_stream():
     with pytest.raises(RuntimeError, match="drained"):
         await task
     assert isinstance(reads.ended_by, asyncio.CancelledError)
+
+
+async def test_a_read_that_never_lets_the_stream_wait_leaves_in_bounded_batches():
+    from proxy.streams.batches import BATCH_BYTES
+    big = "x" * 1000
+    reads = Reads([big] * 200)  # about 200 KB ready at once
+    seen = await collect(reads.events(), reads)
+    assert sum(len(batch) for batch in seen) == 200 and len(seen) >= 3
+    assert all(len(batch) * (len(big) + 8) <= BATCH_BYTES + len(big) + 8 for batch in seen)

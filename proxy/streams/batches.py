@@ -6,7 +6,9 @@ per event: a burst of streams pays it hundreds of times per read. `batches` asks
 event at once and keeps asking while the answer is ready without waiting; the first time the
 stream has to wait (on the upstream), the events gathered so far go out together, and the wait
 goes on where it was left. No event is held back for a later one: a batch leaves as soon as
-the stream would wait, so each event leaves exactly when it would have alone.
+the stream would wait, so each event leaves exactly when it would have alone. A batch also
+leaves once it holds BATCH_BYTES, so an upstream that never lets the stream wait costs a bounded
+buffer per stream, not everything it sends between two waits.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import asyncio
 from typing import Any, AsyncIterator, Callable
 
 from proxy.streams.sse import SSEEvent
+
+BATCH_BYTES = 64 * 1024  # a few hundred typical events; one socket write's worth
 
 
 class _Next:
@@ -77,9 +81,12 @@ async def batches(events: AsyncIterator[SSEEvent]) -> AsyncIterator[list[SSEEven
                 batch = [await pending]
             except StopAsyncIteration:
                 return
+            size = len(batch[0].raw)
             pending = _Next(events)
-            while pending.has_event:
-                batch.append(pending.result())
+            while pending.has_event and size < BATCH_BYTES:
+                event = pending.result()
+                batch.append(event)
+                size += len(event.raw)
                 pending = _Next(events)
             yield batch
     finally:
