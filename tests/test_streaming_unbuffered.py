@@ -7,9 +7,9 @@ from tests.conftest import client_for
 
 
 @pytest.mark.timeout(60)
-async def test_each_chunk_arrives_within_50ms_of_emission(openai_upstream, proxy_factory):
+async def test_each_chunk_arrives_before_the_next_is_emitted(openai_upstream, proxy_factory):
     openai_upstream.chunks = ["one", " two", " three", " four", " five"]
-    openai_upstream.chunk_delay = 0.2
+    openai_upstream.chunk_delay = 0.4
     proxy = await proxy_factory(f"""
     upstreams:
       oa: {{base_url: "{openai_upstream.url}", api_key: k-123456}}
@@ -21,10 +21,11 @@ async def test_each_chunk_arrives_within_50ms_of_emission(openai_upstream, proxy
         if chunk.choices and chunk.choices[0].delta.content:
             received_at.append(time.monotonic())
     assert len(received_at) == 5 == len(openai_upstream.emitted_at)
-    lags = [received - emitted for received, emitted in zip(received_at, openai_upstream.emitted_at)]
-    assert max(lags) < 0.05, f"chunk delivery lags {lags}"
-    # and they were really spread out, not delivered in one burst at the end
-    assert received_at[-1] - received_at[0] > 0.6
+    # Not held back for a later one: each chunk reaches the client before the upstream has even
+    # sent the next (0.4 s later), which leaves room for a loaded machine without a timing bound.
+    emitted = openai_upstream.emitted_at
+    assert all(received_at[i] < emitted[i + 1] for i in range(4)), (received_at, emitted)
+    assert all(received >= sent for received, sent in zip(received_at, emitted))
 
 
 async def test_client_disconnect_cancels_the_upstream_request(openai_upstream, proxy_factory):
