@@ -223,19 +223,22 @@ def _text(value: Any) -> str | None:
 # ---- fetching ---------------------------------------------------------------------------------
 
 class ListClient:
-    """The catalog's own connections (proxy/upstream/pool.py), one keep-alive Pool per origin:
-    catalog fetches never take connections from client traffic."""
+    """The catalog's own connections (proxy/upstream/pool.py), one keep-alive Pool per upstream
+    and origin: catalog fetches never take connections from client traffic, and take the same
+    route as that traffic (the upstream's egress proxy)."""
 
     def __init__(self) -> None:
-        self._pools: dict[str, upstream_client.Pool] = {}
+        self._pools: dict[tuple[str, str], upstream_client.Pool] = {}
 
-    def route(self, url: str, params: Mapping[str, str] | None = None) -> tuple[upstream_client.Pool, str]:
-        """The pool for `url`'s origin and the request target for its path and `params`."""
+    def route(self, upstream: UpstreamConfig, url: str,
+              params: Mapping[str, str] | None = None) -> tuple[upstream_client.Pool, str]:
+        """The pool for `url`'s origin as `upstream` reaches it, and the request target for its
+        path and `params`."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        pool = self._pools.get(origin)
+        pool = self._pools.get((upstream.name, origin))
         if pool is None:
-            pool = self._pools[origin] = upstream_client.Pool(origin)
+            pool = self._pools[(upstream.name, origin)] = upstream_client.Pool(origin, upstream.egress_proxy)
         return pool, pool.target(parts.path.lstrip("/"), urlencode(params) if params else "")
 
     def close(self) -> None:
@@ -273,7 +276,7 @@ class _Fetch:
     one upstream with its headers. Times the first answer: the latency the health check reports."""
 
     def __init__(self, client: ListClient, upstream: UpstreamConfig, timeout: float):
-        self._client, self._timeout = client, timeout
+        self._client, self._timeout, self._upstream = client, timeout, upstream
         self._headers = upstream_headers(upstream)
         self.last_url = upstream.base_url or ""
         self.latency: float | None = None
@@ -283,7 +286,8 @@ class _Fetch:
         self.last_url = url
         started = time.monotonic()
         try:
-            payload = await request_json(self._client, url, self._headers, self._timeout, params=params, body=body)
+            payload = await request_json(self._client, self._upstream, url, self._headers, self._timeout,
+                                         params=params, body=body)
         except DiscoveryError as exc:
             if not required or exc.status in absent:
                 return None
@@ -293,11 +297,11 @@ class _Fetch:
         return payload
 
 
-async def request_json(client: ListClient, url: str, headers: Mapping[str, str], timeout: float, *,
-                       params: Mapping[str, str] | None = None, body: Any = None) -> Any:
-    """GET `url` (POST `body` as JSON) and decode the JSON answer; raises DiscoveryError. The
-    whole exchange takes at most `timeout` seconds."""
-    pool, target = client.route(url, params)
+async def request_json(client: ListClient, upstream: UpstreamConfig, url: str, headers: Mapping[str, str],
+                       timeout: float, *, params: Mapping[str, str] | None = None, body: Any = None) -> Any:
+    """GET `url` (POST `body` as JSON) from `upstream` and decode the JSON answer; raises
+    DiscoveryError. The whole exchange takes at most `timeout` seconds."""
+    pool, target = client.route(upstream, url, params)
     method, data = ("POST", jsonutil.dumps(body)) if body is not None else ("GET", b"")
     request_headers = {**headers, "Content-Type": "application/json"} if body is not None else dict(headers)
     deadline = asyncio.get_running_loop().time() + timeout

@@ -16,7 +16,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from proxy.upstream import http1
+from proxy.upstream import egress, http1
 
 # The problem classes of failures below HTTP, in the words `check` prints
 # (proxy/catalog/diagnose.py adds the classes of HTTP answers).
@@ -25,6 +25,7 @@ TLS = "tls_failure"
 DNS = "dns_failure"
 REFUSED = "connection_refused"
 CONNECT = "connect_failure"
+PROXY = "proxy_failure"
 BAD_RESPONSE = "bad_response"
 
 
@@ -37,6 +38,7 @@ class Kind(enum.Enum):
     DNS = "dns"                          # the host name does not resolve
     REFUSED = "refused"                  # nothing listens at host:port
     CONNECT = "connect"                  # the connection could not be made for another reason
+    PROXY = "proxy"                      # the egress proxy cannot be reached, or refused or broke the tunnel
     DROPPED = "dropped"                  # closed or reset before the answer was complete
     MALFORMED = "malformed"              # the bytes are not an HTTP/1.x answer
     OTHER = "other"
@@ -49,6 +51,8 @@ class Failure:
     error: BaseException               # what was raised
     got_head: bool = False             # the answer's head had arrived (read timeouts, drops)
     certificate: str = "not trusted"   # for CERTIFICATE: what is wrong with it ("self-signed certificate")
+    proxy: str = ""                    # for PROXY: the proxy (scheme, host, port; never credentials)
+    proxy_source: str = ""             # for PROXY: where it was set (upstreams.NAME.proxy, HTTPS_PROXY)
 
     def describe(self, url: str, timeout: float, field: str) -> tuple[str, str, str]:
         """(problem class, summary, advice) for a request to `url` that had `timeout` seconds;
@@ -57,7 +61,8 @@ class Failure:
         host, port = parts.hostname or "?", parts.port or (443 if parts.scheme == "https" else 80)
         problem, summary, advice = WORDS[self.kind]
         values = {"host": host, "port": port, "timeout": timeout, "field": field, "reason": self.reason,
-                  "certificate": self.certificate, "error": f"{type(self.error).__name__}: {self.error}"}
+                  "certificate": self.certificate, "error": f"{type(self.error).__name__}: {self.error}",
+                  "proxy": self.proxy, "proxy_source": self.proxy_source}
         return problem, summary.format(**values), advice.format(**values)
 
 
@@ -70,6 +75,8 @@ def classify(exc: BaseException) -> Failure:
                        got_head=exc.got_head)
     if isinstance(exc, TimeoutError):  # asyncio's timeouts; an OSError, so before that
         return Failure(Kind.DEADLINE, "timed out", exc)
+    if isinstance(exc, egress.ProxyFailed):
+        return Failure(Kind.PROXY, exc.reason, exc, proxy=exc.proxy, proxy_source=exc.source)
     if isinstance(exc, http1.ConnectFailed):
         return _connect_failure(exc, exc.os_error)
     if isinstance(exc, ssl.SSLError):
@@ -131,6 +138,9 @@ WORDS: dict[Kind, tuple[str, str, str]] = {
                    "or fix the host/port in {field}"),
     Kind.CONNECT: (CONNECT, "cannot connect to {host}:{port}: {reason}",
                    "check the network path to {host} (firewall, VPN, HTTP proxy settings)"),
+    Kind.PROXY: (PROXY, "the egress proxy {proxy} {reason}",
+                 "check the proxy's address and credentials ({proxy_source}), or let {host} bypass it "
+                 "(NO_PROXY for a proxy from the environment, proxy: none on the upstream)"),
     Kind.DROPPED: _BROKEN_WORDS,
     Kind.MALFORMED: _BROKEN_WORDS,
     Kind.OTHER: _BROKEN_WORDS,

@@ -37,8 +37,8 @@ class Transport:
     def __init__(self, config: Config):
         self._config = config
         # One pool per networked upstream; the others (the built-in mock) answer in-process.
-        self._pools = {name: upstream_client.Pool(upstream.base_url) for name, upstream in config.upstreams.items()
-                       if FORMATS[upstream.format].networked}
+        self._pools = {name: upstream_client.Pool(upstream.base_url, upstream.egress_proxy)
+                       for name, upstream in config.upstreams.items() if FORMATS[upstream.format].networked}
 
     async def start(self) -> None:
         """Nothing to open ahead: connections are made on first use and then kept alive."""
@@ -213,6 +213,8 @@ def _error_for(upstream: UpstreamConfig, failure: failures.Failure, phase: str, 
         return UpstreamUnreachable(name, f"TLS handshake failed: {failure.reason}")
     if kind is Kind.DNS:
         return UpstreamUnreachable(name, f"DNS lookup failed for {upstream.base_url}")
+    if kind is Kind.PROXY:  # the proxy is what failed: the upstream behind it was never reached
+        return UpstreamUnreachable(name, f"the egress proxy {failure.proxy} {failure.reason}")
     if kind in (Kind.REFUSED, Kind.CONNECT):
         return UpstreamUnreachable(name, f"cannot connect to {upstream.base_url}: {failure.reason}")
     if kind is Kind.DROPPED:
