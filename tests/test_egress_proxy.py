@@ -7,32 +7,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
+import textwrap
 
 import aiohttp
 import pytest
 
 from proxy.upstream import pool as upstream_client
 from tests.conftest import client_for
-from tests.helpers import ROOT, free_port
+from tests.helpers import check_json, free_port
 from tests.upstreams.forward_proxy import ForwardProxy
-from tests.upstreams.scripted_upstream import Reply, ScriptedUpstream, self_signed_context
+from tests.upstreams.scripted_upstream import (MODEL_LIST, Reply, ScriptedUpstream, chat_completion,
+                                               self_signed_context)
 
 pytestmark = pytest.mark.timeout(60)
 
 PROXY_USER, PROXY_PASSWORD = "egress-user", "egress-pass-canary-5e1f93b7"
 KEY = "sk-egress-test-key-0001"
-COMPLETION = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
-              "choices": [{"index": 0, "message": {"role": "assistant", "content": "via the proxy"},
-                           "finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
-MODELS = {"object": "list", "data": [{"id": "m", "object": "model"}]}
+COMPLETION = chat_completion("via the proxy")
 ASK = {"model": "up/m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def _scripted() -> ScriptedUpstream:
     return ScriptedUpstream().on("POST", "/v1/chat/completions", Reply(body=COMPLETION)).on(
-        "GET", "/v1/models", Reply(body=MODELS))
+        "GET", "/v1/models", Reply(body=MODEL_LIST))
 
 
 @pytest.fixture
@@ -217,15 +214,9 @@ async def test_the_proxy_password_is_in_no_log_error_endpoint_or_check_output(
             await asyncio.sleep(0.1)
     seen.append(upstreams)
     assert "requires authentication (HTTP 40" in seen[1] and "requires authentication" in upstreams
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(config)
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "proxy", "check", "-c", str(config_path),
-                                                   "--json", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE)
-    out, err = await process.communicate()
-    report = {entry["name"]: entry for entry in json.loads(out)["upstreams"]}
+    report, printed = await check_json(textwrap.dedent(config), tmp_path)
     assert report["up"]["status"] == "ok"
     assert report["bad"]["catalog"]["error"]["class"] == "proxy_failure"
-    seen += [out.decode(), err.decode(), caplog.text, *(record.getMessage() for record in caplog.records)]
+    seen += [printed, caplog.text, *(record.getMessage() for record in caplog.records)]
     for text in seen:
         assert PROXY_PASSWORD not in text and PROXY_USER + ":" not in text

@@ -76,7 +76,8 @@ class DiscoveryError(Exception):
     def diagnose(self, upstream: UpstreamConfig, timeout: float) -> Diagnosis:
         """Classified for a person (the health check's last_error, check's catalog row)."""
         if self.status is None:
-            return classify_exception(self.cause, url=self.url, upstream=upstream.name, timeout=timeout)
+            return classify_exception(self.cause, url=self.url, upstream=upstream.name, timeout=timeout,
+                                      early_close=failures.early_close_hint(upstream))
         return classify_http(self.status, self.body, self.headers, url=self.url, base_url=upstream.base_url or "",
                              upstream=upstream.name)
 
@@ -238,7 +239,7 @@ class ListClient:
         origin = f"{parts.scheme}://{parts.netloc}"
         pool = self._pools.get((upstream.name, origin))
         if pool is None:
-            pool = self._pools[(upstream.name, origin)] = upstream_client.Pool(origin, upstream.egress_proxy)
+            pool = self._pools[(upstream.name, origin)] = upstream_client.Pool.for_upstream(upstream, origin)
         return pool, pool.target(parts.path.lstrip("/"), urlencode(params) if params else "")
 
     def close(self) -> None:
@@ -313,7 +314,8 @@ async def request_json(client: ListClient, upstream: UpstreamConfig, url: str, h
         finally:
             response.release()  # closed instead when the answer was not read to its end
     except (http1.ClientFailure, ssl.SSLError, OSError, ValueError) as exc:  # ValueError: a header with a line break
-        summary = failures.classify(exc).describe(url, timeout, "base_url")[1]
+        summary = failures.classify(exc, failures.early_close_hint(upstream)).describe(
+            url, timeout, "base_url")[1]
         raise DiscoveryError(f"{url}: {summary}", url=url, cause=exc) from None
     status, answer_headers = response.status, response.headers
     if 300 <= status < 400:  # the client never follows one: the key would travel to wherever it points

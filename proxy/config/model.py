@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Mapping, Optional
@@ -19,6 +20,7 @@ from proxy.config.egress import NO_PROXY_WORD, EnvProxies, ProxyURL, ProxyURLErr
 from proxy.config.formats import FORMATS
 from proxy.config.schema import Builder, JSONValue, LineIndex, Problem, compose, load_section
 from proxy.config.secrets import Keyring, Secret, SecretError
+from proxy.config.tls import client_context
 
 EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh")
 EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
@@ -121,6 +123,17 @@ class ProxySetting:
 
 
 @dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """An https upstream's own trust and identity, read and checked at load (proxy/config/tls.py)."""
+
+    ca_file: Optional[str] = None       # PEM bundle trusted for this upstream instead of the system store
+    client_cert: Optional[str] = None   # PEM certificate presented to an upstream that asks (mTLS)
+    client_key: Optional[str] = None    # its unencrypted PEM key (or in client_cert's file)
+    server_name: Optional[str] = None   # the name TLS sends (SNI) and verifies, when not base_url's host
+    verify: bool = True                 # false: loopback and private addresses only, with a warning
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str = field(default="", metadata={"internal": True})  # the key it is declared under
     base_url: Optional[str] = None
@@ -150,8 +163,11 @@ class UpstreamConfig:
     mock: MockSettings = field(default_factory=MockSettings)
     # The egress proxy: a URL or `none`; unset, HTTPS_PROXY / HTTP_PROXY / NO_PROXY decide.
     proxy: Optional[ProxySetting] = None
+    tls: TLSSettings = field(default_factory=TLSSettings)
     # Derived at load: the proxy this upstream's connections go through (None: direct).
     egress_proxy: Optional[ProxyURL] = field(default=None, metadata={"internal": True})
+    # Derived at load from `tls`: the context its https connections use (None: the system store's).
+    tls_context: Optional[ssl.SSLContext] = field(default=None, compare=False, repr=False, metadata={"internal": True})
 
     @property
     def auth_style(self) -> str:
@@ -424,7 +440,21 @@ def _finish_upstream(name: str, upstream: UpstreamConfig, lines: LineIndex,
     finished = dataclasses.replace(upstream, name=name, base_url=base_url, format=wire_format, kind=kind)
     if base_url is None or not FORMATS[wire_format].networked:
         return finished
-    return _with_egress(finished, env_proxies, lines, problems)
+    return _with_tls(_with_egress(finished, env_proxies, lines, problems), lines, problems)
+
+
+def _with_tls(upstream: UpstreamConfig, lines: LineIndex, problems: list[Problem]) -> UpstreamConfig:
+    """The TLS context of an https upstream with its own `tls:` settings, built (files read) now."""
+    path = f"upstreams.{upstream.name}.tls"
+    parts = urlsplit(upstream.base_url)
+    if parts.scheme != "https":
+        if upstream.tls != TLSSettings():
+            problems.append(Problem(path, lines.line(path), "tls settings apply to https:// upstreams only"))
+        return upstream
+    context, found = client_context(upstream.tls, parts.hostname or "", path)
+    for field_path, message in found:
+        problems.append(Problem(field_path, lines.line(field_path) or lines.line(path), message))
+    return dataclasses.replace(upstream, tls_context=context) if context is not None else upstream
 
 
 def _with_egress(upstream: UpstreamConfig, env_proxies: EnvProxies, lines: LineIndex,

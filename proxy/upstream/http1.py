@@ -70,11 +70,12 @@ class ReadTimeout(ClientFailure):
 
 
 class ConnectionDropped(ClientFailure):
-    """The upstream closed or reset the connection before the answer was complete."""
+    """The upstream closed or reset the connection before the answer was complete. `early`: on
+    a fresh connection, before any byte of the answer (over TLS: right after the handshake)."""
 
-    def __init__(self, got_head: bool, cause: BaseException | None = None):
+    def __init__(self, got_head: bool, cause: BaseException | None = None, early: bool = False):
         super().__init__(type(cause).__name__ if cause is not None else "closed by the upstream")
-        self.got_head, self.cause = got_head, cause
+        self.got_head, self.cause, self.early = got_head, cause, early
 
 
 class MalformedResponse(ClientFailure):
@@ -131,7 +132,7 @@ class Connection(asyncio.Protocol):
         if self._state == _UNTIL_CLOSE:
             self._state = _DONE
         elif self._state not in (_DONE, _IDLE) and self._error is None:
-            self._error = ConnectionDropped(self._head is not None, exc)
+            self._error = ConnectionDropped(self._head is not None, exc, self._early)
         self._wake()
 
     def eof_received(self) -> None:
@@ -210,11 +211,15 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
             self.closed = True
 
+    @property
+    def _early(self) -> bool:
+        return not self.reused and not self.received
+
     def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
         if self.closed:
-            raise ConnectionDropped(self._head is not None)
+            raise ConnectionDropped(self._head is not None, early=self._early)
 
     async def _wait(self, read_timeout: float, deadline: float) -> None:
         loop = self._loop

@@ -9,7 +9,8 @@ discovery and health checks (proxy/catalog/discovery.py, on pools of their own) 
 probes (through the chain). So, for all of them alike:
 - redirects are never followed: a 3xx is handed back as the answer, and each caller refuses it,
   since following it would carry the key and configured headers to wherever Location points;
-- TLS trusts the system store, or the bundle SSL_CERT_FILE names (`default_tls_context`);
+- TLS trusts the system store, or the bundle SSL_CERT_FILE names (`default_tls_context`), unless
+  the upstream has `tls:` settings of its own (its context is built at load, proxy/config/tls.py);
 - the route is the upstream's: directly, or through its egress proxy (`egress_proxy`, resolved
   at load from `proxy:` or the environment), by a CONNECT tunnel (proxy/upstream/egress.py) for
   https and absolute-form requests for plain http;
@@ -24,6 +25,7 @@ from typing import Mapping
 from urllib.parse import quote, urlsplit
 
 from proxy.config.egress import ProxyURL
+from proxy.config.model import UpstreamConfig
 from proxy.upstream import egress
 from proxy.upstream.http1 import ConnectFailed, Connection, ConnectionDropped, ConnectTimeout, Response
 
@@ -47,7 +49,8 @@ class Pool:
     """Keep-alive connections to one origin (scheme, host, port), most recently used first,
     directly or through `proxy`."""
 
-    def __init__(self, base_url: str, proxy: ProxyURL | None = None):
+    def __init__(self, base_url: str, proxy: ProxyURL | None = None, tls: ssl.SSLContext | None = None,
+                 server_name: str | None = None):
         parts = urlsplit(base_url)
         self.scheme = parts.scheme
         self.host = parts.hostname or ""
@@ -56,6 +59,8 @@ class Pool:
         shown_host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literals keep their brackets
         self.host_header = shown_host if self.port == default_port else f"{shown_host}:{self.port}"
         self.proxy = proxy
+        self._tls = tls                                   # None: the system store (default_tls_context)
+        self.server_name = server_name or self.host       # the name TLS sends and verifies
         # Plain http through a proxy: requests name the origin (absolute form) and carry the proxy's credentials.
         forwarded = proxy is not None and self.scheme == "http"
         self.base_path = (f"http://{self.host_header}" if forwarded else "") + _request_target(parts.path.rstrip("/"))
@@ -64,6 +69,11 @@ class Pool:
         self._idle: list[Connection] = []
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def for_upstream(cls, upstream: UpstreamConfig, origin: str | None = None) -> "Pool":
+        """A pool to `upstream` (or to `origin` as that upstream reaches it: its proxy, its TLS)."""
+        return cls(origin or upstream.base_url, upstream.egress_proxy, upstream.tls_context, upstream.tls.server_name)
 
     def target(self, path: str, query: str = "") -> str:
         """The request target for `path` (relative to the base URL's path)."""
@@ -93,12 +103,12 @@ class Pool:
             raise ConnectFailed(exc) from None
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> Connection:
-        tls = default_tls_context() if self.scheme == "https" else None
+        tls = (self._tls or default_tls_context()) if self.scheme == "https" else None
         proxy = self.proxy
         if proxy is None:
             _, connection = await loop.create_connection(
                 lambda: Connection(loop), self.host, self.port, ssl=tls,
-                server_hostname=self.host if tls is not None else None)
+                server_hostname=self.server_name if tls is not None else None)
             return connection
         if tls is None:  # plain http: the proxy itself takes the requests
             try:
@@ -109,7 +119,7 @@ class Pool:
         raw = await egress.tunnel(loop, proxy, self.host, self.port)
         connection = Connection(loop)
         try:  # TLS to the upstream's own name, end to end through the tunnel
-            transport = await loop.start_tls(raw, connection, tls, server_hostname=self.host)
+            transport = await loop.start_tls(raw, connection, tls, server_hostname=self.server_name)
         except BaseException:
             raw.abort()
             raise
