@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 
 from proxy.config.egress import ProxyURL
+from proxy.upstream import dns
 from proxy.upstream.http1 import ClientFailure
 
 MAX_CONNECT_HEAD = 16 * 1024  # a proxy's answer to CONNECT is a status line and a few headers
@@ -29,6 +31,14 @@ class ProxyFailed(ClientFailure):
         super().__init__(f"the egress proxy {proxy.shown} {reason}")
         self.proxy, self.reason, self.status = proxy.shown, reason, status
         self.source = proxy.source
+
+
+async def reach(proxy: ProxyURL) -> socket.socket:
+    """A connected socket to the proxy itself; ProxyFailed naming it when there is none."""
+    try:
+        return await dns.connect(proxy.host, proxy.port)
+    except OSError as exc:
+        raise ProxyFailed(proxy, f"cannot be reached: {exc.strerror or exc}") from None
 
 
 def connect_request(proxy: ProxyURL, host: str, port: int) -> bytes:
@@ -70,10 +80,7 @@ class _Tunnel(asyncio.Protocol):
 async def tunnel(loop: asyncio.AbstractEventLoop, proxy: ProxyURL, host: str,
                  port: int) -> asyncio.Transport:
     """A transport to the proxy on which a CONNECT to host:port succeeded; the caller bounds the time."""
-    try:
-        transport, protocol = await loop.create_connection(lambda: _Tunnel(loop), proxy.host, proxy.port)
-    except OSError as exc:
-        raise ProxyFailed(proxy, f"cannot be reached: {exc.strerror or exc}") from None
+    transport, protocol = await loop.create_connection(lambda: _Tunnel(loop), sock=await reach(proxy))
     try:
         transport.write(connect_request(proxy, host, port))
         head = await protocol.answered

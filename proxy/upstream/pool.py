@@ -14,6 +14,7 @@ probes (through the chain). So, for all of them alike:
 - the route is the upstream's: directly, or through its egress proxy (`egress_proxy`, resolved
   at load from `proxy:` or the environment), by a CONNECT tunnel (proxy/upstream/egress.py) for
   https and absolute-form requests for plain http;
+- addresses come from a DNS cache (300 s) and are raced with happy eyeballs (proxy/upstream/dns.py);
 - failures are this client's exceptions, classified once by proxy/upstream/failures.py.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from urllib.parse import quote, urlsplit
 
 from proxy.config.egress import ProxyURL
 from proxy.config.model import UpstreamConfig
-from proxy.upstream import egress
+from proxy.upstream import dns, egress
 from proxy.upstream.http1 import ConnectFailed, Connection, ConnectionDropped, ConnectTimeout, Response
 
 IDLE_SECONDS = 30.0                 # an idle pooled connection is closed after this
@@ -107,14 +108,11 @@ class Pool:
         proxy = self.proxy
         if proxy is None:
             _, connection = await loop.create_connection(
-                lambda: Connection(loop), self.host, self.port, ssl=tls,
+                lambda: Connection(loop), sock=await dns.connect(self.host, self.port), ssl=tls,
                 server_hostname=self.server_name if tls is not None else None)
             return connection
         if tls is None:  # plain http: the proxy itself takes the requests
-            try:
-                _, connection = await loop.create_connection(lambda: Connection(loop), proxy.host, proxy.port)
-            except OSError as exc:
-                raise egress.ProxyFailed(proxy, f"cannot be reached: {exc.strerror or exc}") from None
+            _, connection = await loop.create_connection(lambda: Connection(loop), sock=await egress.reach(proxy))
             return connection
         raw = await egress.tunnel(loop, proxy, self.host, self.port)
         connection = Connection(loop)
