@@ -165,6 +165,15 @@ async def test_a_proxy_that_wants_credentials_is_a_502_naming_the_proxy(tls_upst
     assert tls_upstream.seen == []
 
 
+async def test_a_plain_http_upstream_behind_a_proxy_wanting_credentials_is_a_502_naming_the_proxy(
+        http_upstream, auth_proxy, proxy_factory):
+    proxy = await proxy_factory(_config(http_upstream), environ={"HTTP_PROXY": auth_proxy.url})
+    status, body = await _ask_raw(proxy)
+    assert status == 502
+    assert f"the egress proxy {auth_proxy.url} requires authentication (HTTP 407)" in json.loads(body)["error"]["message"]
+    assert [seen for seen in http_upstream.seen if seen.method == "POST"] == []
+
+
 async def test_a_refusing_proxy_is_a_502_that_names_the_proxy_not_the_upstream(tls_upstream, proxy_factory):
     dead_port = free_port()
     proxy = await proxy_factory(_config(tls_upstream), environ={"HTTPS_PROXY": f"http://127.0.0.1:{dead_port}"})

@@ -63,9 +63,10 @@ class Pool:
         self._tls = tls                                   # None: the system store (default_tls_context)
         self.server_name = server_name or self.host       # the name TLS sends and verifies
         # Plain http through a proxy: requests name the origin (absolute form) and carry the proxy's credentials.
-        forwarded = proxy is not None and self.scheme == "http"
-        self.base_path = (f"http://{self.host_header}" if forwarded else "") + _request_target(parts.path.rstrip("/"))
-        authorization = proxy.authorization if forwarded else None
+        self.forwarded = proxy is not None and self.scheme == "http"
+        self.base_path = (f"http://{self.host_header}" if self.forwarded else "") + \
+            _request_target(parts.path.rstrip("/"))
+        authorization = proxy.authorization if self.forwarded else None
         self.proxy_headers = {"Proxy-Authorization": authorization} if authorization else {}
         self._idle: list[Connection] = []
         self._closed = False
@@ -205,7 +206,7 @@ async def send(pool: Pool, method: str, target: str, headers: Mapping[str, str],
         except BaseException:
             connection.abort()
             raise
-        if head[0] == 407 and pool.proxy is not None:  # only a proxy asks for its own credentials
+        if head[0] == 407 and pool.forwarded:  # the proxy's own answer (inside a tunnel, the upstream speaks)
             connection.abort()
             raise egress.ProxyFailed(pool.proxy, "requires authentication (HTTP 407): its credentials are "
                                                  "missing or wrong", 407)
