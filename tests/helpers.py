@@ -1,6 +1,8 @@
 """Test helpers: start the real proxy on loopback, in-process or as a subprocess."""
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -69,3 +71,15 @@ def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
+
+
+async def check_json(config_text: str, directory: Path) -> tuple[dict[str, dict], str]:
+    """`byok-proxy check --json` on `config_text` in a subprocess: each upstream's report by name,
+    and everything the command printed (stdout and stderr)."""
+    path = directory / "check-config.yaml"
+    path.write_text(config_text)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "proxy", "check", "-c", str(path), "--json",
+                                                   cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    return {entry["name"]: entry for entry in json.loads(out)["upstreams"]}, out.decode() + err.decode()

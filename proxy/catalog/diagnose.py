@@ -19,10 +19,10 @@ from proxy.core import jsonutil
 from proxy.core.errors import (InvalidRequest, ProxyError, RateLimited, ServiceUnavailable, UpstreamAuthError,
                                UpstreamError, UpstreamHTTPError, UpstreamProtocolError, UpstreamTimeout)
 from proxy.upstream import failures
-from proxy.upstream.failures import BAD_RESPONSE, CONNECT, DNS, REFUSED, TIMEOUT, TLS  # noqa: F401 (re-exported)
+from proxy.upstream.failures import BAD_RESPONSE, CONNECT, DNS, PROXY, REFUSED, TIMEOUT, TLS  # noqa: F401 (re-exported)
 
 # The classes, in the words the table prints.
-# Those of failures below HTTP (timeout, tls_failure, dns_failure, connection_refused, connect_failure,
+# Those of failures below HTTP (timeout, tls_failure, dns_failure, connection_refused, connect_failure, proxy_failure,
 # bad_response) are proxy/upstream/failures.py's, imported above.
 INVALID_KEY = "invalid_key"
 PERMISSION = "permission"
@@ -189,12 +189,15 @@ def _short(text: str, limit: int = 200) -> str:
 
 # ---- failures below HTTP -----------------------------------------------------------------------
 
-def classify_exception(exc: BaseException | None, *, url: str, upstream: str, timeout: float) -> Diagnosis:
-    """A client failure (proxy/upstream/pool.py's) in the words of proxy/upstream/failures.py's table."""
+def classify_exception(exc: BaseException | None, *, url: str, upstream: str, timeout: float,
+                       early_close: str | None = None) -> Diagnosis:
+    """A client failure (proxy/upstream/pool.py's) in the words of proxy/upstream/failures.py's table
+    (`early_close`: failures.early_close_hint of the upstream)."""
     if exc is None:
         return Diagnosis(BAD_RESPONSE, f"{url}: the exchange failed for an unknown reason",
                          "check that the base URL points at the API itself and not at something in front of it")
-    return Diagnosis(*failures.classify(exc).describe(url, timeout, f"upstreams.{upstream}.base_url"))
+    failure = failures.classify(exc, early_close)
+    return Diagnosis(*failure.describe(url, timeout, f"upstreams.{upstream}.base_url"))
 
 
 # ---- errors from the chain (check's probe) ----------------------------------------------------------

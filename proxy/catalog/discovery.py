@@ -76,7 +76,8 @@ class DiscoveryError(Exception):
     def diagnose(self, upstream: UpstreamConfig, timeout: float) -> Diagnosis:
         """Classified for a person (the health check's last_error, check's catalog row)."""
         if self.status is None:
-            return classify_exception(self.cause, url=self.url, upstream=upstream.name, timeout=timeout)
+            return classify_exception(self.cause, url=self.url, upstream=upstream.name, timeout=timeout,
+                                      early_close=failures.early_close_hint(upstream))
         return classify_http(self.status, self.body, self.headers, url=self.url, base_url=upstream.base_url or "",
                              upstream=upstream.name)
 
@@ -223,19 +224,22 @@ def _text(value: Any) -> str | None:
 # ---- fetching ---------------------------------------------------------------------------------
 
 class ListClient:
-    """The catalog's own connections (proxy/upstream/pool.py), one keep-alive Pool per origin:
-    catalog fetches never take connections from client traffic."""
+    """The catalog's own connections (proxy/upstream/pool.py), one keep-alive Pool per upstream
+    and origin: catalog fetches never take connections from client traffic, and take the same
+    route as that traffic (the upstream's egress proxy)."""
 
     def __init__(self) -> None:
-        self._pools: dict[str, upstream_client.Pool] = {}
+        self._pools: dict[tuple[str, str], upstream_client.Pool] = {}
 
-    def route(self, url: str, params: Mapping[str, str] | None = None) -> tuple[upstream_client.Pool, str]:
-        """The pool for `url`'s origin and the request target for its path and `params`."""
+    def route(self, upstream: UpstreamConfig, url: str,
+              params: Mapping[str, str] | None = None) -> tuple[upstream_client.Pool, str]:
+        """The pool for `url`'s origin as `upstream` reaches it, and the request target for its
+        path and `params`."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        pool = self._pools.get(origin)
+        pool = self._pools.get((upstream.name, origin))
         if pool is None:
-            pool = self._pools[origin] = upstream_client.Pool(origin)
+            pool = self._pools[(upstream.name, origin)] = upstream_client.Pool.for_upstream(upstream, origin)
         return pool, pool.target(parts.path.lstrip("/"), urlencode(params) if params else "")
 
     def close(self) -> None:
@@ -273,7 +277,7 @@ class _Fetch:
     one upstream with its headers. Times the first answer: the latency the health check reports."""
 
     def __init__(self, client: ListClient, upstream: UpstreamConfig, timeout: float):
-        self._client, self._timeout = client, timeout
+        self._client, self._timeout, self._upstream = client, timeout, upstream
         self._headers = upstream_headers(upstream)
         self.last_url = upstream.base_url or ""
         self.latency: float | None = None
@@ -283,7 +287,8 @@ class _Fetch:
         self.last_url = url
         started = time.monotonic()
         try:
-            payload = await request_json(self._client, url, self._headers, self._timeout, params=params, body=body)
+            payload = await request_json(self._client, self._upstream, url, self._headers, self._timeout,
+                                         params=params, body=body)
         except DiscoveryError as exc:
             if not required or exc.status in absent:
                 return None
@@ -293,11 +298,11 @@ class _Fetch:
         return payload
 
 
-async def request_json(client: ListClient, url: str, headers: Mapping[str, str], timeout: float, *,
-                       params: Mapping[str, str] | None = None, body: Any = None) -> Any:
-    """GET `url` (POST `body` as JSON) and decode the JSON answer; raises DiscoveryError. The
-    whole exchange takes at most `timeout` seconds."""
-    pool, target = client.route(url, params)
+async def request_json(client: ListClient, upstream: UpstreamConfig, url: str, headers: Mapping[str, str],
+                       timeout: float, *, params: Mapping[str, str] | None = None, body: Any = None) -> Any:
+    """GET `url` (POST `body` as JSON) from `upstream` and decode the JSON answer; raises
+    DiscoveryError. The whole exchange takes at most `timeout` seconds."""
+    pool, target = client.route(upstream, url, params)
     method, data = ("POST", jsonutil.dumps(body)) if body is not None else ("GET", b"")
     request_headers = {**headers, "Content-Type": "application/json"} if body is not None else dict(headers)
     deadline = asyncio.get_running_loop().time() + timeout
@@ -309,7 +314,8 @@ async def request_json(client: ListClient, url: str, headers: Mapping[str, str],
         finally:
             response.release()  # closed instead when the answer was not read to its end
     except (http1.ClientFailure, ssl.SSLError, OSError, ValueError) as exc:  # ValueError: a header with a line break
-        summary = failures.classify(exc).describe(url, timeout, "base_url")[1]
+        summary = failures.classify(exc, failures.early_close_hint(upstream)).describe(
+            url, timeout, "base_url")[1]
         raise DiscoveryError(f"{url}: {summary}", url=url, cause=exc) from None
     status, answer_headers = response.status, response.headers
     if 300 <= status < 400:  # the client never follows one: the key would travel to wherever it points

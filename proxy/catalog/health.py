@@ -157,8 +157,8 @@ class HealthMonitor:
 def _check_changed(old: UpstreamConfig | None, new: UpstreamConfig) -> bool:
     if old is None:
         return True
-    return (old.base_url, old.format, old.kind, old.api_key, dict(old.headers)) != \
-           (new.base_url, new.format, new.kind, new.api_key, dict(new.headers))
+    return (old.base_url, old.format, old.kind, old.api_key, dict(old.headers), old.egress_proxy, old.tls) != \
+           (new.base_url, new.format, new.kind, new.api_key, dict(new.headers), new.egress_proxy, new.tls)
 
 
 def _ms(seconds: float) -> float:

@@ -9,14 +9,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Mapping, Optional
+from urllib.parse import urlsplit
 
 from proxy.config import urls as upstream_rules
+from proxy.config.egress import NO_PROXY_WORD, EnvProxies, ProxyURL, ProxyURLError, parse_proxy_url
 from proxy.config.formats import FORMATS
 from proxy.config.schema import Builder, JSONValue, LineIndex, Problem, compose, load_section
 from proxy.config.secrets import Keyring, Secret, SecretError
+from proxy.config.tls import client_context
 
 EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh")
 EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
@@ -107,6 +111,29 @@ class ModelSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxySetting:
+    """An upstream's egress proxy: `proxy: http://[user:password@]host:port`, or `none` to connect
+    directly; credentials may also come apart, as ${ENV} or enc: values."""
+
+    SHORTHAND = "url"
+
+    url: str = ""
+    username: Optional[Secret] = None
+    password: Optional[Secret] = None
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """An https upstream's own trust and identity, read and checked at load (proxy/config/tls.py)."""
+
+    ca_file: Optional[str] = None       # PEM bundle trusted for this upstream instead of the system store
+    client_cert: Optional[str] = None   # PEM certificate presented to an upstream that asks (mTLS)
+    client_key: Optional[str] = None    # its unencrypted PEM key (or in client_cert's file)
+    server_name: Optional[str] = None   # the name TLS sends (SNI) and verifies, when not base_url's host
+    verify: bool = True                 # false: loopback and private addresses only, with a warning
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str = field(default="", metadata={"internal": True})  # the key it is declared under
     base_url: Optional[str] = None
@@ -134,6 +161,13 @@ class UpstreamConfig:
     allow_http: bool = False
     normalize_reasoning: bool = False
     mock: MockSettings = field(default_factory=MockSettings)
+    # The egress proxy: a URL or `none`; unset, HTTPS_PROXY / HTTP_PROXY / NO_PROXY decide.
+    proxy: Optional[ProxySetting] = None
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    # Derived at load: the proxy this upstream's connections go through (None: direct).
+    egress_proxy: Optional[ProxyURL] = field(default=None, metadata={"internal": True})
+    # Derived at load from `tls`: the context its https connections use (None: the system store's).
+    tls_context: Optional[ssl.SSLContext] = field(default=None, compare=False, repr=False, metadata={"internal": True})
 
     @property
     def auth_style(self) -> str:
@@ -315,7 +349,7 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
     config = builder.build(Config, node)
     problems = key_problems + builder.problems
     if config is not None:
-        config, semantic_problems = _finish(config, node)
+        config, semantic_problems = _finish(config, node, EnvProxies.from_environ(env))
         problems += semantic_problems
     if problems:
         raise ConfigError(problems)
@@ -337,13 +371,13 @@ def _keyring(node: Any, env: Mapping[str, str]) -> tuple[Keyring, list[Problem]]
         return Keyring([]), [Problem("secrets.master_key_file", None, str(exc))]
 
 
-def _finish(config: Config, root: Any) -> tuple[Config, list[Problem]]:
-    """Cross-field checks and derived values (normalized URLs, detected kinds)."""
+def _finish(config: Config, root: Any, env_proxies: EnvProxies) -> tuple[Config, list[Problem]]:
+    """Cross-field checks and derived values (normalized URLs, detected kinds, egress routes)."""
     problems: list[Problem] = []
     lines = LineIndex(root)
     finished = {}
     for name, upstream in config.upstreams.items():
-        finished[name] = _finish_upstream(name, upstream, lines, problems)
+        finished[name] = _finish_upstream(name, upstream, lines, problems, env_proxies)
     for alias, settings in config.models.items():
         _check_alias(alias, settings, finished, lines, problems)
     if config.default_upstream is not None and config.default_upstream not in finished:
@@ -373,7 +407,7 @@ def _section_problems(config: Config, lines: LineIndex) -> list[Problem]:
 
 
 def _finish_upstream(name: str, upstream: UpstreamConfig, lines: LineIndex,
-                     problems: list[Problem]) -> UpstreamConfig:
+                     problems: list[Problem], env_proxies: EnvProxies) -> UpstreamConfig:
     path = f"upstreams.{name}"
     if "/" in name or not name:
         problems.append(Problem(path, lines.line(path), "an upstream name must not contain '/'"))
@@ -403,7 +437,52 @@ def _finish_upstream(name: str, upstream: UpstreamConfig, lines: LineIndex,
         if model.options is not None and not isinstance(model.options, Mapping):
             problems.append(Problem(f"{path}.models.{model_name}.options",
                                     lines.line(f"{path}.models.{model_name}.options"), "must be a mapping of JSON fields"))
-    return dataclasses.replace(upstream, name=name, base_url=base_url, format=wire_format, kind=kind)
+    finished = dataclasses.replace(upstream, name=name, base_url=base_url, format=wire_format, kind=kind)
+    if base_url is None or not FORMATS[wire_format].networked:
+        return finished
+    return _with_tls(_with_egress(finished, env_proxies, lines, problems), lines, problems)
+
+
+def _with_tls(upstream: UpstreamConfig, lines: LineIndex, problems: list[Problem]) -> UpstreamConfig:
+    """The TLS context of an https upstream with its own `tls:` settings, built (files read) now."""
+    path = f"upstreams.{upstream.name}.tls"
+    parts = urlsplit(upstream.base_url)
+    if parts.scheme != "https":
+        if upstream.tls != TLSSettings():
+            problems.append(Problem(path, lines.line(path), "tls settings apply to https:// upstreams only"))
+        return upstream
+    context, found = client_context(upstream.tls, parts.hostname or "", path)
+    for field_path, message in found:
+        problems.append(Problem(field_path, lines.line(field_path) or lines.line(path), message))
+    return dataclasses.replace(upstream, tls_context=context) if context is not None else upstream
+
+
+def _with_egress(upstream: UpstreamConfig, env_proxies: EnvProxies, lines: LineIndex,
+                 problems: list[Problem]) -> UpstreamConfig:
+    """The proxy this upstream's connections take: its own `proxy:` (a URL, or `none`), else the
+    environment's for its scheme unless NO_PROXY exempts its host. The setting kept on the config
+    no longer holds credentials: they live in `egress_proxy`, as Secrets."""
+    path = f"upstreams.{upstream.name}.proxy"
+    parts = urlsplit(upstream.base_url)
+    setting = upstream.proxy
+    if setting is None:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        proxy, problem = env_proxies.for_url(parts.scheme, parts.hostname or "", port)
+        if problem is not None:
+            problems.append(Problem(path, lines.line(f"upstreams.{upstream.name}"),
+                                    f"the environment's proxy for this upstream cannot be used: {problem}"))
+        return dataclasses.replace(upstream, egress_proxy=proxy)
+    if setting.url.strip().lower() == NO_PROXY_WORD:
+        return dataclasses.replace(upstream, proxy=ProxySetting(NO_PROXY_WORD), egress_proxy=None)
+    try:
+        proxy = parse_proxy_url(setting.url, path)
+    except ProxyURLError as exc:
+        problems.append(Problem(path, lines.line(path), str(exc)))
+        return upstream
+    if setting.username is not None or setting.password is not None:
+        proxy = dataclasses.replace(proxy, username=setting.username or proxy.username,
+                                    password=setting.password or proxy.password)
+    return dataclasses.replace(upstream, proxy=ProxySetting(proxy.shown), egress_proxy=proxy)
 
 
 def _check_alias(alias: str, settings: AliasConfig, upstreams: Mapping[str, UpstreamConfig],

@@ -8,11 +8,14 @@ cookies, redirects, proxies, multipart, tracing signals, per-request URL objects
 
 - one timer per read (the `read_timeout` between any two reads, capped by the attempt's
   `deadline`) instead of nested asyncio.timeout scopes;
-- strict parsing of the response head and of Content-Length / chunked framing (anything
-  else is `MalformedResponse`, never a hang). As RFC 9112 asks of a client, a head with a
-  bare CR, LF or NUL (or any other control character but HTAB), a header without a colon
-  or with a name that is not a token, or an obsolete line fold is refused, not repaired:
-  such a value would otherwise travel on to the client, where aiohttp refuses to write it;
+- the response is parsed by llhttp (httptools), the parser behind Node.js, aiohttp and
+  uvicorn, fuzzed continuously, in its strict mode: a status line that is not HTTP/1.x,
+  a bare CR, LF or NUL (or any other control character but HTAB) in the head, a header
+  without a colon or with a name that is not a token, an obsolete line fold, a duplicate or
+  invalid Content-Length, Content-Length with Transfer-Encoding, or a broken chunk is
+  `MalformedResponse`, never a hang, and is refused, not repaired: such a value would
+  otherwise travel on to the client, where aiohttp refuses to write it. A head larger than
+  MAX_HEAD_BYTES is refused too (llhttp itself sets no bound);
 - gzip/deflate decoding, since the client asks for them as aiohttp did, at most
   DECODED_PER_READ bytes per read: a small compressed body that inflates to gigabytes
   comes out a bounded piece at a time, so the reader's own limits apply before memory grows;
@@ -29,16 +32,13 @@ import re
 import zlib
 from typing import Any, Sequence
 
+import httptools
 from multidict import CIMultiDict
 
 MAX_HEAD_BYTES = 64 * 1024          # a response head beyond this is not an API answer
-MAX_CHUNK_LINE = 4 * 1024           # chunk size line, extensions included
 PAUSE_ABOVE = 1024 * 1024           # unread body bytes at which we stop reading (resumed once read)
 DECODED_PER_READ = 256 * 1024       # decompressed bytes one read returns at most
 
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
-_NO_BODY_STATUSES = frozenset({204, 304})
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
 # Control characters but HTAB: in a head whose CRLFs are removed, a bare CR, LF or NUL shows here.
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -70,11 +70,12 @@ class ReadTimeout(ClientFailure):
 
 
 class ConnectionDropped(ClientFailure):
-    """The upstream closed or reset the connection before the answer was complete."""
+    """The upstream closed or reset the connection before the answer was complete. `early`: on
+    a fresh connection, before any byte of the answer (over TLS: right after the handshake)."""
 
-    def __init__(self, got_head: bool, cause: BaseException | None = None):
+    def __init__(self, got_head: bool, cause: BaseException | None = None, early: bool = False):
         super().__init__(type(cause).__name__ if cause is not None else "closed by the upstream")
-        self.got_head, self.cause = got_head, cause
+        self.got_head, self.cause, self.early = got_head, cause, early
 
 
 class MalformedResponse(ClientFailure):
@@ -91,16 +92,18 @@ class ResponseTooLarge(ClientFailure):
 
 # ---- one connection ------------------------------------------------------------------------
 
-_HEAD, _LENGTH, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE, _IDLE = range(9)
+_HEAD, _BODY, _DONE, _IDLE = range(4)
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive connection; one request at a time. The protocol callbacks parse as bytes
-    arrive; `read_head` / `read_body` wait for what they need with one timer per wait."""
+    """One keep-alive connection; one request at a time. llhttp (httptools) parses as bytes
+    arrive and calls back into this protocol; `read_head` / `read_body` wait for what they need
+    with one timer per wait."""
 
-    __slots__ = ("_loop", "transport", "closed", "reused", "idle_since", "_state", "_pending", "_chunks",
-                 "_buffered", "_paused", "_remaining", "_keep_alive", "_head", "_head_only", "received", "_error",
-                 "_waiter")  # one per upstream connection, thousands with many streams open
+    __slots__ = ("_loop", "transport", "closed", "reused", "idle_since", "_state", "_parser", "_chunks",
+                 "_buffered", "_paused", "_until_close", "_keep_alive", "_head", "_head_only", "received",
+                 "_error", "_waiter", "_reason", "_headers", "_head_seen", "_head_size")
+    # one per upstream connection, thousands with many streams open
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
@@ -109,29 +112,33 @@ class Connection(asyncio.Protocol):
         self.reused = False           # served an earlier request: a failure may be a stale socket
         self.idle_since = 0.0         # kept by the pool
         self._state = _IDLE
-        self._pending = b""           # bytes not yet parsed (part of a head or chunk line)
+        self._parser: httptools.HttpResponseParser | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._paused = False
-        self._remaining = 0
+        self._until_close = False     # the body ends when the connection does (no length, not chunked)
         self._keep_alive = True
         self._head: tuple[int, str, CIMultiDict] | None = None
         self._head_only = False
         self.received = False         # any byte of the current answer arrived
         self._error: ClientFailure | None = None
         self._waiter: asyncio.Future | None = None
+        self._reason = b""
+        self._headers: CIMultiDict = CIMultiDict()
+        self._head_seen: list[bytes] = []  # the bytes fed while the head was incomplete (its size, diagnostics)
+        self._head_size = 0
 
-    # -- protocol callbacks --
+    # -- transport callbacks --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._state == _UNTIL_CLOSE:
+        if self._state == _BODY and self._until_close:
             self._state = _DONE
         elif self._state not in (_DONE, _IDLE) and self._error is None:
-            self._error = ConnectionDropped(self._head is not None, exc)
+            self._error = ConnectionDropped(self._head is not None, exc, self._early)
         self._wake()
 
     def eof_received(self) -> None:
@@ -144,23 +151,86 @@ class Connection(asyncio.Protocol):
             self._keep_alive = False  # bytes nobody asked for: this connection is not reusable
             self.abort()
             return
-        if self._pending:
-            data, self._pending = self._pending + data, b""
+        in_head = self._state == _HEAD
+        if in_head:
+            self._head_seen.append(data)
+            self._head_size += len(data)
         try:
-            self._parse(data)
-        except MalformedResponse as exc:
-            self._error = exc
-            self.abort()
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(MalformedResponse("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            if self._state == _DONE:  # bytes past the end of the answer: only the connection is spoiled
+                self._keep_alive = False
+            else:
+                self._fail(_malformed(exc, b"".join(self._head_seen) if in_head else None))
+        if self._state == _HEAD and self._head_size > MAX_HEAD_BYTES and self._error is None:
+            self._fail(MalformedResponse(f"response head larger than {MAX_HEAD_BYTES} bytes"))
         if self._buffered > PAUSE_ABOVE and not self._paused and not self.closed:
             self._paused = True
             self.transport.pause_reading()
         self._wake()
+
+    # -- parser callbacks (llhttp) --
+
+    def on_status(self, reason: bytes) -> None:
+        if self._state == _HEAD:
+            self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._state == _HEAD:  # not a trailer
+            self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        if self._state != _HEAD:
+            return
+        parser, headers, reason = self._parser, self._headers, self._reason
+        status = parser.get_status_code()
+        self._headers, self._reason = CIMultiDict(), b""
+        if 100 <= status < 200:  # 100 Continue and friends: the real answer follows
+            return
+        if parser.get_http_version() not in ("1.1", "1.0"):
+            self._fail(MalformedResponse(f"not an HTTP/1.x status line: HTTP/{parser.get_http_version()}"))
+            return
+        if _CONTROL.search(reason):  # llhttp lets a reason phrase carry them; it would travel on
+            self._fail(MalformedResponse("a control character (bare CR, LF or NUL) in the response head"))
+            return
+        self._head_seen, self._head_size = [], 0
+        self._keep_alive = parser.should_keep_alive()
+        self._head = (status, reason.decode("latin-1"), headers)
+        if self._head_only:
+            self._state = _DONE
+            return
+        encoding = headers.get("Transfer-Encoding")
+        self._until_close = "Content-Length" not in headers and (
+            encoding is None or encoding.rsplit(",", 1)[-1].strip().lower() != "chunked")
+        self._state = _BODY
+
+    def on_body(self, body: bytes) -> None:
+        if self._state == _BODY:
+            self._chunks.append(body)
+            self._buffered += len(body)
+
+    def on_message_begin(self) -> None:
+        if self._state == _DONE:  # a second answer nobody asked for
+            self._keep_alive = False
+
+    def on_message_complete(self) -> None:
+        if self._state == _BODY or (self._state == _HEAD and self._head is not None):
+            self._state = _DONE
+
+    def _fail(self, error: ClientFailure) -> None:
+        if self._error is None:
+            self._error = error
+        self.abort()
 
     # -- sending --
 
     def send(self, payload: Sequence[Any], head_only: bool) -> None:
         """`payload`: the request's buffers, written at once (uvloop writes them without joining)."""
         self._state = _HEAD
+        # A parser per answer: after a HEAD, llhttp would still wait for the body its length announced.
+        self._parser = httptools.HttpResponseParser(self)
         self._head, self._head_only, self.received = None, head_only, False
         self._error = None
         self._chunks, self._buffered = [], 0
@@ -192,8 +262,7 @@ class Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         """Whether the answer ended cleanly, nothing of it is left unread, and the connection
         can still carry another request."""
-        return (self._state == _DONE and not self._chunks and not self._pending and self._error is None
-                and self.usable)
+        return self._state == _DONE and not self._chunks and self._error is None and self.usable
 
     @property
     def usable(self) -> bool:
@@ -203,7 +272,7 @@ class Connection(asyncio.Protocol):
 
     def finish(self) -> None:
         """The answer was read to its end and the connection goes back to the pool."""
-        self._state, self.reused = _IDLE, True
+        self._state, self.reused, self._parser = _IDLE, True, None
 
     def abort(self) -> None:
         self._keep_alive = False
@@ -211,11 +280,15 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
             self.closed = True
 
+    @property
+    def _early(self) -> bool:
+        return not self.reused and not self.received
+
     def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
         if self.closed:
-            raise ConnectionDropped(self._head is not None)
+            raise ConnectionDropped(self._head is not None, early=self._early)
 
     async def _wait(self, read_timeout: float, deadline: float) -> None:
         loop = self._loop
@@ -238,126 +311,32 @@ class Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    # -- parsing --
 
-    def _parse(self, data: bytes) -> None:
-        position, size = 0, len(data)
-        while position < size:
-            state = self._state
-            if state == _HEAD:
-                position = self._parse_head(data, position)
-            elif state == _LENGTH:
-                take = min(self._remaining, size - position)
-                self._body(data[position:position + take] if (position or take < size) else data)
-                position += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = _DONE
-            elif state == _CHUNK_DATA:
-                take = min(self._remaining, size - position)
-                self._body(data[position:position + take])
-                position += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = _CHUNK_END
-            elif state in (_CHUNK_LINE, _CHUNK_END, _TRAILER):
-                position = self._parse_chunk_line(data, position)
-            elif state == _UNTIL_CLOSE:
-                self._body(data[position:] if position else data)
-                position = size
-            else:  # _DONE: more bytes than the framing announced
-                self._keep_alive = False
-                return
-            if position < 0:  # needs more bytes
-                return
-
-    def _parse_head(self, data: bytes, position: int) -> int:
-        end = data.find(b"\r\n\r\n", position)
-        if end < 0:
-            if len(data) - position > MAX_HEAD_BYTES:
-                raise MalformedResponse(f"response head larger than {MAX_HEAD_BYTES} bytes")
-            self._pending = data[position:]
-            return -1
-        if end - position > MAX_HEAD_BYTES:
-            raise MalformedResponse(f"response head larger than {MAX_HEAD_BYTES} bytes")
-        status, reason, headers, version = _split_head(data[position:end])
-        position = end + 4
-        if 100 <= status < 200:  # 100 Continue and friends: the real answer follows
-            return position
-        self._frame(status, headers, version)
-        self._head = (status, reason, headers)
-        return position
-
-    def _frame(self, status: int, headers: CIMultiDict, version: bytes) -> None:
-        connection = headers.get("Connection", "").lower()
-        self._keep_alive = "close" not in connection and (version == b"HTTP/1.1" or "keep-alive" in connection)
-        if self._head_only or status in _NO_BODY_STATUSES:
-            self._state = _DONE
-            return
-        encoding = headers.get("Transfer-Encoding")
-        if encoding is not None:
-            if encoding.rsplit(",", 1)[-1].strip().lower() == "chunked":
-                self._state = _CHUNK_LINE
-            else:
-                self._state, self._keep_alive = _UNTIL_CLOSE, False
-            return
-        lengths = set(headers.getall("Content-Length", ()))
-        if not lengths:
-            self._state, self._keep_alive = _UNTIL_CLOSE, False
-            return
-        length = lengths.pop().strip()
-        if lengths or not length.isdigit() or not length.isascii():
-            raise MalformedResponse("invalid Content-Length")
-        self._remaining = int(length)
-        self._state = _LENGTH if self._remaining else _DONE
-
-    def _parse_chunk_line(self, data: bytes, position: int) -> int:
-        end = data.find(b"\r\n", position)
-        if end < 0:
-            if len(data) - position > MAX_CHUNK_LINE:
-                raise MalformedResponse("chunk size line too long")
-            self._pending = data[position:]
-            return -1
-        line = data[position:end]
-        state = self._state
-        if state == _CHUNK_END:
-            if line:
-                raise MalformedResponse("chunk data longer than its size")
-            self._state = _CHUNK_LINE
-        elif state == _TRAILER:
-            if not line:  # the blank line after the (ignored) trailers
-                self._state = _DONE
-        else:
-            digits = line.split(b";", 1)[0].strip()
-            if not _CHUNK_SIZE.fullmatch(digits):
-                raise MalformedResponse("invalid chunk size")
-            self._remaining = int(digits, 16)
-            self._state = _CHUNK_DATA if self._remaining else _TRAILER
-        return end + 2
-
-    def _body(self, piece: bytes) -> None:
-        if piece:
-            self._chunks.append(piece)
-            self._buffered += len(piece)
+# llhttp's words for what it refused -> ours (the classes a reader of MalformedResponse knows).
+_LLHTTP_WORDS = (
+    ("Content-Length", "invalid Content-Length"),
+    ("Transfer-Encoding", "invalid Content-Length or Transfer-Encoding"),
+    ("chunk size", "invalid chunk size"),
+    ("after chunk data", "chunk data longer than its size"),
+    ("chunk", "malformed chunked body"),
+    ("header", "malformed header line"),
+)
 
 
-def _split_head(head: bytes) -> tuple[int, str, CIMultiDict, bytes]:
-    if _CONTROL.search(head.replace(b"\r\n", b"")):
-        raise MalformedResponse("a control character (bare CR, LF or NUL) in the response head")
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or len(parts[1]) != 3 \
-            or not parts[1].isdigit():
+def _malformed(error: httptools.HttpParserError, head: bytes | None) -> MalformedResponse:
+    """What llhttp refused, in this client's words. `head`: the bytes of a head it stopped in,
+    where a control character (a bare CR or LF, a NUL) is named as such, whatever llhttp saw first."""
+    said = str(error)
+    if head is not None and _CONTROL.search(head.replace(b"\r\n", b"")):
+        return MalformedResponse("a control character (bare CR, LF or NUL) in the response head")
+    for words, ours in _LLHTTP_WORDS:
+        if words in said:
+            return MalformedResponse(f"{ours} ({said})")
+    if head is not None:
         # Quoted short: it is only a diagnostic, and whatever follows the status may be a key.
-        raise MalformedResponse(f"not an HTTP/1.x status line: {lines[0][:16]!r}")
-    headers: CIMultiDict = CIMultiDict()
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):  # also an obsolete line fold (a leading space)
-            raise MalformedResponse("malformed header line")
-        headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
-    reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
-    return int(parts[1]), reason, headers, parts[0]
+        first_line = head.split(b"\r\n", 1)[0][:16]
+        return MalformedResponse(f"not an HTTP/1.x status line: {first_line!r} ({said})")
+    return MalformedResponse(f"malformed response ({said})")
 
 
 # ---- decoding gzip / deflate ---------------------------------------------------------------

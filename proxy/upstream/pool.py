@@ -9,7 +9,12 @@ discovery and health checks (proxy/catalog/discovery.py, on pools of their own) 
 probes (through the chain). So, for all of them alike:
 - redirects are never followed: a 3xx is handed back as the answer, and each caller refuses it,
   since following it would carry the key and configured headers to wherever Location points;
-- TLS trusts the system store, or the bundle SSL_CERT_FILE names (`default_tls_context`);
+- TLS trusts the system store, or the bundle SSL_CERT_FILE names (`default_tls_context`), unless
+  the upstream has `tls:` settings of its own (its context is built at load, proxy/config/tls.py);
+- the route is the upstream's: directly, or through its egress proxy (`egress_proxy`, resolved
+  at load from `proxy:` or the environment), by a CONNECT tunnel (proxy/upstream/egress.py) for
+  https and absolute-form requests for plain http;
+- addresses come from a DNS cache (300 s) and are raced with happy eyeballs (proxy/upstream/dns.py);
 - failures are this client's exceptions, classified once by proxy/upstream/failures.py.
 """
 from __future__ import annotations
@@ -20,6 +25,9 @@ import ssl
 from typing import Any, Mapping, Sequence, Union
 from urllib.parse import quote, urlsplit
 
+from proxy.config.egress import ProxyURL
+from proxy.config.model import UpstreamConfig
+from proxy.upstream import dns, egress
 from proxy.upstream.http1 import ConnectFailed, Connection, ConnectionDropped, ConnectTimeout, Response
 
 IDLE_SECONDS = 30.0                 # an idle pooled connection is closed after this
@@ -39,9 +47,11 @@ def default_tls_context() -> ssl.SSLContext:
 
 
 class Pool:
-    """Keep-alive connections to one origin (scheme, host, port), most recently used first."""
+    """Keep-alive connections to one origin (scheme, host, port), most recently used first,
+    directly or through `proxy`."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, proxy: ProxyURL | None = None, tls: ssl.SSLContext | None = None,
+                 server_name: str | None = None):
         parts = urlsplit(base_url)
         self.scheme = parts.scheme
         self.host = parts.hostname or ""
@@ -49,10 +59,23 @@ class Pool:
         self.port = parts.port or default_port
         shown_host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literals keep their brackets
         self.host_header = shown_host if self.port == default_port else f"{shown_host}:{self.port}"
-        self.base_path = _request_target(parts.path.rstrip("/"))
+        self.proxy = proxy
+        self._tls = tls                                   # None: the system store (default_tls_context)
+        self.server_name = server_name or self.host       # the name TLS sends and verifies
+        # Plain http through a proxy: requests name the origin (absolute form) and carry the proxy's credentials.
+        self.forwarded = proxy is not None and self.scheme == "http"
+        self.base_path = (f"http://{self.host_header}" if self.forwarded else "") + \
+            _request_target(parts.path.rstrip("/"))
+        authorization = proxy.authorization if self.forwarded else None
+        self.proxy_headers = {"Proxy-Authorization": authorization} if authorization else {}
         self._idle: list[Connection] = []
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def for_upstream(cls, upstream: UpstreamConfig, origin: str | None = None) -> "Pool":
+        """A pool to `upstream` (or to `origin` as that upstream reaches it: its proxy, its TLS)."""
+        return cls(origin or upstream.base_url, upstream.egress_proxy, upstream.tls_context, upstream.tls.server_name)
 
     def target(self, path: str, query: str = "") -> str:
         """The request target for `path` (relative to the base URL's path)."""
@@ -73,16 +96,33 @@ class Pool:
     async def _connect(self, loop: asyncio.AbstractEventLoop, connect_timeout: float,
                        deadline: float) -> Connection:
         by_deadline = deadline < loop.time() + connect_timeout
-        tls = default_tls_context() if self.scheme == "https" else None
         try:
             async with asyncio.timeout_at(deadline if by_deadline else loop.time() + connect_timeout):
-                _, connection = await loop.create_connection(
-                    lambda: Connection(loop), self.host, self.port, ssl=tls,
-                    server_hostname=self.host if tls is not None else None)
+                return await self._open(loop)
         except TimeoutError:
             raise ConnectTimeout(by_deadline) from None
         except OSError as exc:
             raise ConnectFailed(exc) from None
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> Connection:
+        tls = (self._tls or default_tls_context()) if self.scheme == "https" else None
+        proxy = self.proxy
+        if proxy is None:
+            _, connection = await loop.create_connection(
+                lambda: Connection(loop), sock=await dns.connect(self.host, self.port), ssl=tls,
+                server_hostname=self.server_name if tls is not None else None)
+            return connection
+        if tls is None:  # plain http: the proxy itself takes the requests
+            _, connection = await loop.create_connection(lambda: Connection(loop), sock=await egress.reach(proxy))
+            return connection
+        raw = await egress.tunnel(loop, proxy, self.host, self.port)
+        connection = Connection(loop)
+        try:  # TLS to the upstream's own name, end to end through the tunnel
+            transport = await loop.start_tls(raw, connection, tls, server_hostname=self.server_name)
+        except BaseException:
+            raw.abort()
+            raise
+        connection.connection_made(transport)
         return connection
 
     def put(self, connection: Connection) -> None:
@@ -159,6 +199,8 @@ async def send(pool: Pool, method: str, target: str, headers: Mapping[str, str],
     sent again on a fresh connection (as browsers do). A fresh connection is never retried.
     """
     with_length = bool(body) or method in ("POST", "PUT", "PATCH")
+    if pool.proxy_headers:
+        headers = {**headers, **pool.proxy_headers}
     payload = encode_request(method, target, pool.host_header, headers, body, with_length)
     while True:
         connection = await pool.acquire(connect_timeout, deadline)
@@ -173,4 +215,8 @@ async def send(pool: Pool, method: str, target: str, headers: Mapping[str, str],
         except BaseException:
             connection.abort()
             raise
+        if head[0] == 407 and pool.forwarded:  # the proxy's own answer (inside a tunnel, the upstream speaks)
+            connection.abort()
+            raise egress.ProxyFailed(pool.proxy, "requires authentication (HTTP 407): its credentials are "
+                                                 "missing or wrong", 407)
         return Response(connection, pool, head, read_timeout, deadline)

@@ -37,8 +37,8 @@ class Transport:
     def __init__(self, config: Config):
         self._config = config
         # One pool per networked upstream; the others (the built-in mock) answer in-process.
-        self._pools = {name: upstream_client.Pool(upstream.base_url) for name, upstream in config.upstreams.items()
-                       if FORMATS[upstream.format].networked}
+        self._pools = {name: upstream_client.Pool.for_upstream(upstream)
+                       for name, upstream in config.upstreams.items() if FORMATS[upstream.format].networked}
 
     async def start(self) -> None:
         """Nothing to open ahead: connections are made on first use and then kept alive."""
@@ -196,7 +196,7 @@ def map_client_error(upstream: UpstreamConfig, exc: BaseException, phase: str,
     classified failure as `failure`, so a reader of the error need not guess from its words."""
     if isinstance(exc, ProxyError):
         return exc
-    failure = failures.classify(exc)
+    failure = failures.classify(exc, failures.early_close_hint(upstream))
     error = _error_for(upstream, failure, phase, budget)
     error.failure = failure
     return error
@@ -213,8 +213,12 @@ def _error_for(upstream: UpstreamConfig, failure: failures.Failure, phase: str, 
         return UpstreamTimeout(name, f"no complete answer within {budget or f'timeout.total ({timeouts.total:g}s)'}")
     if kind in (Kind.CERTIFICATE, Kind.TLS):
         return UpstreamUnreachable(name, f"TLS handshake failed: {failure.reason}")
+    if kind is Kind.CLIENT_CERTIFICATE:
+        return UpstreamUnreachable(name, f"TLS: the upstream {failure.reason} (tls.client_cert, tls.client_key)")
     if kind is Kind.DNS:
         return UpstreamUnreachable(name, f"DNS lookup failed for {upstream.base_url}")
+    if kind is Kind.PROXY:  # the proxy is what failed: the upstream behind it was never reached
+        return UpstreamUnreachable(name, f"the egress proxy {failure.proxy} {failure.reason}")
     if kind in (Kind.REFUSED, Kind.CONNECT):
         return UpstreamUnreachable(name, f"cannot connect to {upstream.base_url}: {failure.reason}")
     if kind is Kind.DROPPED:

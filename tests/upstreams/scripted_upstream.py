@@ -19,6 +19,16 @@ from typing import Any, Callable
 from aiohttp import web
 
 
+MODEL_LIST = {"object": "list", "data": [{"id": "m", "object": "model"}]}
+
+
+def chat_completion(content: str) -> dict[str, Any]:
+    """A minimal Chat Completions answer from model `m` saying `content`."""
+    return {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+
+
 @dataclass
 class Reply:
     status: int = 200
