@@ -14,11 +14,16 @@ from proxy.core.splice import RawObject
 from proxy.inbound import Parsed, shallow, validation
 
 
+# Below this size the whole body is decoded: for a small body the one C-speed decode is cheaper
+# than the shallow read's two passes and the splice (measured with `python -m bench`).
+SHALLOW_FROM_BYTES = 64 * 1024
+
+
 class ChatAPI:
     name = "chat"
 
     async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
-        shallow_read = shallow.read_chat(raw, limits)
+        shallow_read = shallow.read_chat(raw, limits) if len(raw) >= SHALLOW_FROM_BYTES else None
         if shallow_read is not None:
             body, spliceable = shallow_read
             return Parsed(body, spliceable)
