@@ -104,13 +104,18 @@ async def test_duplicate_keys_are_400(proxy, openai_upstream, body, key):
 
 
 NESTED_REPEAT = b'{"model":"up/gpt-test","messages":[{"role":"user","role":"system","content":"x"}]}'
+# The same repeat in a body big enough for the shallow read (inbound/chat.py SHALLOW_FROM_BYTES)
+NESTED_REPEAT_BIG = (b'{"model":"up/gpt-test","messages":[{"role":"user","content":"' + b"x" * 70_000
+                     + b'"},{"role":"user","role":"system","content":"x"}]}')
 
 
 async def test_a_key_repeated_inside_messages_is_the_upstreams_to_judge_on_passthrough(proxy, openai_upstream):
-    """The proxy reads no further into `messages` than role and content (docs/security.md)."""
-    status, _ = await post(proxy, NESTED_REPEAT)
+    """In a body the proxy reads shallowly, it reads no further into `messages` than role and
+    content (docs/security.md); a small body is decoded whole and checked throughout."""
+    status, _ = await post(proxy, NESTED_REPEAT_BIG)
     assert status == 200
-    assert openai_upstream.last.body == NESTED_REPEAT.replace(b"up/gpt-test", b"gpt-test")
+    assert openai_upstream.last.body == NESTED_REPEAT_BIG.replace(b"up/gpt-test", b"gpt-test")
+    await assert_refused(proxy, NESTED_REPEAT, "duplicate_key")
 
 
 async def test_a_key_repeated_inside_messages_is_400_where_the_proxy_translates(proxy_factory):
