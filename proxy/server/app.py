@@ -20,23 +20,20 @@ from aiohttp import web
 from proxy import inbound
 from proxy.config.formats import FORMATS
 from proxy.config.model import Config
-from proxy.core import jsonutil
-from proxy.core.errors import (AuthenticationFailed, NotFound, ProxyError, RequestTooLarge, UpstreamProtocolError,
-                               sse_error_bytes)
+from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
-from proxy.core.splice import RawObject
 from proxy.core.services import Services
+from proxy.core.splice import RawObject
 from proxy.inbound import validation
 from proxy.inbound.messages.catalog import anthropic_model_list
 from proxy.inbound.responses import stored
 from proxy.observability.logs import record_refusal
-from proxy.server import incoming
-from proxy.server.guard import GuardedRunner, writable
+from proxy.server import answer, incoming
+from proxy.server.guard import GuardedRunner
 from proxy.server.runtime import Runtime
 from proxy.server.services import create_services
-from proxy.state.store import create_store
 from proxy.server.status import fallback_snapshot, render_status_page
-from proxy.streams.batches import batches
+from proxy.state.store import create_store
 
 log = logging.getLogger("byok.server")
 
@@ -93,7 +90,7 @@ class ProxyApp:
         task.add_done_callback(self._retiring.discard)
 
     def build(self) -> web.Application:
-        app = web.Application(middlewares=[envelope_errors], client_max_size=self.config.limits.max_body_bytes,
+        app = web.Application(middlewares=[answer.envelope_errors], client_max_size=self.config.limits.max_body_bytes,
                               handler_args={"max_field_size": self.config.limits.max_header_bytes,
                                             "max_line_size": self.config.limits.max_header_bytes})
         app.router.add_get("/healthz", self.healthz)
@@ -113,18 +110,18 @@ class ProxyApp:
     # ---- small endpoints ------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        return answer.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
         if self.services.draining:
-            return _json({"status": "draining"}, status=503)
-        return _json({"status": "ready"})
+            return answer.json_response({"status": "draining"}, status=503)
+        return answer.json_response({"status": "ready"})
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self.config.auth.protect_metrics:
             self._authenticate(request)
         if self.services.metrics is None:
-            return _error_response(NotFound("metrics are not enabled in this build"), "")
+            return answer.error_response(NotFound("metrics are not enabled in this build"), "")
         body, content_type = self.services.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -133,7 +130,7 @@ class ProxyApp:
             self._authenticate(request)
         page = STATIC_DIR / "status.html"
         if not page.exists():
-            return _json({"service": "byok-proxy", "endpoints": ["/v1/chat/completions", "/v1/models",
+            return answer.json_response({"service": "byok-proxy", "endpoints": ["/v1/chat/completions", "/v1/models",
                                                                   "/v1/upstreams", "/healthz", "/readyz", "/metrics"]})
         try:  # the rows are what GET /v1/upstreams shows, so only to whom it would show them
             self._authenticate(request)
@@ -150,9 +147,9 @@ class ProxyApp:
         try:
             self._authenticate(request)
         except ProxyError as exc:
-            return _error_response(exc, "", inbound.api_for("messages") if anthropic else None)
+            return answer.error_response(exc, "", inbound.api_for("messages") if anthropic else None)
         payload = self.services.catalog.models_payload()
-        return _json(anthropic_model_list(payload) if anthropic else payload)
+        return answer.json_response(anthropic_model_list(payload) if anthropic else payload)
 
     async def stored_response(self, request: web.Request) -> web.Response:
         """`GET` and `DELETE /v1/responses/{id}`, served from the responses store."""
@@ -165,10 +162,10 @@ class ProxyApp:
             record = await stored.load(store, response_id)
             if request.method == "DELETE":
                 await store.delete(response_id)
-                return _json(stored.deleted(response_id))
-            return _json(record.response)
+                return answer.json_response(stored.deleted(response_id))
+            return answer.json_response(record.response)
         except ProxyError as exc:
-            return _error_response(exc, "")
+            return answer.error_response(exc, "")
 
     async def stored_input_items(self, request: web.Request) -> web.Response:
         """`GET /v1/responses/{id}/input_items`, paged as OpenAI pages it."""
@@ -177,13 +174,13 @@ class ProxyApp:
         try:
             self._authenticate(request)
             record = await stored.load(self.services.responses_store, request.match_info["id"])
-            return _json(stored.input_items_page(record.input_items, request.query))
+            return answer.json_response(stored.input_items_page(record.input_items, request.query))
         except ProxyError as exc:
-            return _error_response(exc, "")
+            return answer.error_response(exc, "")
 
     async def upstreams(self, request: web.Request) -> web.Response:
         self._authenticate(request)
-        return _json(self._health_snapshot())
+        return answer.json_response(self._health_snapshot())
 
     def _health_snapshot(self) -> dict[str, Any]:
         """GET /v1/upstreams, and the status page's table: every upstream unknown without a monitor."""
@@ -224,22 +221,22 @@ class ProxyApp:
             if proxy_request is None:  # refused before the chain, so plugins.observe never saw it
                 record_refusal(self.services, request.method, _v1_path(request), request_id, exc, received,
                                api=api.name if api is not None else "other")
-            return _error_response(exc, request_id, api)
+            return answer.error_response(exc, request_id, api)
         except Exception:  # a bug must become an envelope, never a traceback on the wire
             log.exception("internal error handling request %s", request_id)
-            return _error_response(ProxyError(f"internal error in byok-proxy (request id {request_id})",
+            return answer.error_response(ProxyError(f"internal error in byok-proxy (request id {request_id})",
                                               code="internal_error"), request_id, api)
         finally:
             if proxy_request is not None and not (response is not None and response.is_stream):
                 proxy_request.trace.finish()
-        headers = {**response.headers, **_trace_headers(proxy_request, response), "x-request-id": request_id}
+        headers = {**response.headers, **answer.trace_headers(proxy_request, response), "x-request-id": request_id}
         if response.is_stream:
             try:
-                return await _write_stream(request, response, headers)
+                return await answer.write_stream(request, response, headers)
             finally:
                 proxy_request.trace.finish()
         return web.Response(status=response.status, body=response.body, headers=headers,
-                            content_type=_bare_type(response.content_type))
+                            content_type=answer.bare_type(response.content_type))
 
     async def _proxy_request(self, request: web.Request, request_id: str, runtime: Runtime,
                              started: float, path: str, api: inbound.InboundAPI | None) -> tuple[ProxyRequest, Any]:
@@ -308,45 +305,6 @@ async def _close_when_idle(runtime: Runtime) -> None:
     await runtime.close()
 
 
-async def _write_stream(request: web.Request, response: ProxyResponse, headers: dict[str, str]) -> web.StreamResponse:
-    if not writable(headers):  # a header with a control character (from a plugin): still a status line
-        await response.aclose()
-        error = UpstreamProtocolError(response.upstream or "?", "answered with a header that cannot be written")
-        return _error_response(error, headers.get("x-request-id", ""))
-    stream = web.StreamResponse(status=response.status, headers={
-        **headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no"})
-    batched = batches(response.events)
-    try:
-        await stream.prepare(request)
-    except ConnectionError:
-        await batched.aclose()
-        await response.aclose()
-        return stream  # the client went away before the stream began
-    try:
-        async for batch in batched:  # the events of one upstream read, in one write
-            await stream.write(batch[0].raw if len(batch) == 1 else b"".join(event.raw for event in batch))
-    except ProxyError as exc:
-        await _write_quietly(stream, sse_error_bytes(exc))
-    except (ConnectionResetError, ConnectionError):
-        return stream  # the client went away; the finally below cancels the upstream
-    except Exception:
-        log.exception("internal error while streaming %s", headers.get("x-request-id"))
-        await _write_quietly(stream, sse_error_bytes(ProxyError("internal error in byok-proxy while streaming",
-                                                                code="internal_error")))
-    finally:
-        await batched.aclose()
-        await response.aclose()
-    return stream
-
-
-async def _write_quietly(stream: web.StreamResponse, data: bytes) -> None:
-    try:
-        await stream.write(data)
-    except ConnectionError:
-        pass  # nobody left to tell
-
-
 def _narrowed_to_native(request: ProxyRequest) -> ProxyRequest:
     """A request only an upstream speaking the client's API can serve (hosted tools for Responses,
     documents or server tools for Messages) goes only to the native targets leading its alias;
@@ -360,54 +318,6 @@ def _narrowed_to_native(request: ProxyRequest) -> ProxyRequest:
 def _v1_path(request: web.Request) -> str:
     """The path below /v1/, whichever route matched."""
     return request.match_info.get("path", request.path[len("/v1/"):])
-
-
-def _trace_headers(request: ProxyRequest, response: ProxyResponse) -> dict[str, str]:
-    headers = {}
-    trace = request.trace
-    served_by = trace.served_by or response.upstream
-    if served_by:
-        headers["x-byok-upstream"] = served_by
-    failed = [f"{a.upstream}/{a.model}:{a.reason or a.status}" for a in trace.attempts if a.error]
-    if failed:
-        headers["x-byok-fallbacks"] = ",".join(failed)
-    return headers
-
-
-def _bare_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip() or "application/json"
-
-
-def _json(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=jsonutil.dumps(payload), content_type="application/json")
-
-
-def _error_response(error: ProxyError, request_id: str, api: inbound.InboundAPI | None = None) -> web.Response:
-    """The error in the envelope of the API the request came in on (OpenAI's by default)."""
-    status, body, headers = api.error(error) if api is not None else (error.status, error.body(), dict(error.headers))
-    if request_id:
-        headers["x-request-id"] = request_id
-    return web.Response(status=status, body=body, headers=headers, content_type="application/json")
-
-
-@web.middleware
-async def envelope_errors(request: web.Request, handler):
-    """aiohttp's own refusals (404 route, 405, 413) in OpenAI's envelope too."""
-    try:
-        return await handler(request)
-    except ProxyError as exc:
-        return _error_response(exc, "")
-    except web.HTTPRequestEntityTooLarge as exc:
-        return _error_response(RequestTooLarge(exc.text or "request body too large"), "")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        error = ProxyError(exc.reason or "request refused", status=exc.status,
-                           error_type="invalid_request_error", code=None)
-        return _error_response(error, "")
-    except Exception:  # a bug must become an envelope, never a traceback on the wire
-        log.exception("internal error serving %s", request.path)
-        return _error_response(ProxyError("internal error in byok-proxy", code="internal_error"), "")
 
 
 async def start_site(proxy_app: ProxyApp, host: str, port: int,
