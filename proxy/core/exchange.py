@@ -87,6 +87,14 @@ class RequestTrace:
             cleanup()
 
 
+def upstream_json(payload: bytes, upstream: str, answered: str = "answered 200 with a body") -> Any:
+    """An upstream's whole answer, decoded; one that is not JSON is a protocol error naming it."""
+    try:
+        return jsonutil.loads(payload)
+    except ValueError:
+        raise UpstreamProtocolError(upstream, f"{answered} that is not JSON") from None
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyRequest:
     request_id: str
@@ -206,10 +214,7 @@ class ProxyResponse:
 
     def json_body(self) -> Any:
         """The body decoded; an upstream that answered something else is a protocol error."""
-        try:
-            return jsonutil.loads(self.body)
-        except ValueError:
-            raise UpstreamProtocolError(self.upstream or "?", "answered with a body that is not JSON") from None
+        return upstream_json(self.body, self.upstream or "?", "answered with a body")
 
     async def aclose(self) -> None:
         events = self.events

@@ -1,10 +1,13 @@
 """The OpenAI Chat Completions API inbound (`POST /v1/chat/completions`): the chain's own
 vocabulary, so a request is only validated, and the answer leaves as the chain made it.
 
-A body is read shallowly first (proxy/inbound/shallow.py: `messages` left as the client's bytes,
-the context the object to splice them from); the server asks for the whole body (`parse_fully`)
-when a target would read the messages: a translating or in-process upstream, or a user plugin."""
+A body of SHALLOW_FROM_BYTES or more is read shallowly (proxy/inbound/shallow.py: `messages`
+left as the client's bytes, the context the object to splice them from); the server asks for
+the whole body (`parse_fully`) when a target would read the messages: a translating or
+in-process upstream, or a user plugin."""
 from __future__ import annotations
+
+from typing import Any
 
 from proxy.config.model import LimitsConfig
 from proxy.core.errors import ProxyError
@@ -12,7 +15,6 @@ from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.core.splice import RawObject
 from proxy.inbound import Parsed, shallow, validation
-
 
 # Below this size the whole body is decoded: for a small body the one C-speed decode is cheaper
 # than the shallow read's two passes and the splice (measured with `python -m bench`).

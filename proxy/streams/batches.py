@@ -56,7 +56,7 @@ class _Next:
             try:
                 sent = yield self._waiting_on
             except BaseException as exc:  # the task is cancelled: the stream's wrappers handle it
-                self._advance(lambda: self._step.throw(exc))
+                self._advance(lambda error=exc: self._step.throw(error))
             else:
                 self._advance(lambda: self._step.send(sent))
         return self.result()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Iterable
 
 from proxy.core import jsonutil
+from proxy.core.errors import UpstreamProtocolError
 
 DONE_DATA = "[DONE]"
 
@@ -94,6 +95,14 @@ class SSEEvent:
 
 
 _UNSET = object()
+
+
+def upstream_event_json(event: SSEEvent, upstream: str) -> Any:
+    """An upstream's stream event, decoded; data that is not JSON is a protocol error naming it."""
+    try:
+        return event.json()
+    except ValueError:
+        raise UpstreamProtocolError(upstream, "sent a stream event whose data is not JSON") from None
 
 
 class SSEParser:

@@ -13,11 +13,10 @@ from proxy.config.model import UpstreamConfig
 from proxy.config.secrets import quote
 from proxy.core import jsonutil
 from proxy.core.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
-from proxy.core.exchange import ProxyRequest, Target
+from proxy.core.exchange import ProxyRequest, Target, upstream_json
 from proxy.streams.sse import SSEEvent, done_event
 from proxy.wire import openai_models
 from proxy.wire.registry import bearer_or_key
-
 
 # What a request translated from the Responses or Messages API carries on assistant messages for
 # the turn's thinking to survive a round trip: Anthropic's signed blocks, another issuer's
@@ -48,10 +47,7 @@ class OpenAIAdapter:
         return {**body, "model": target.model}
 
     def decode_chat(self, payload: bytes, request: ProxyRequest, target: Target) -> bytes:
-        try:
-            completion = jsonutil.loads(payload)
-        except ValueError:
-            raise UpstreamProtocolError(target.upstream.name, "answered 200 with a body that is not JSON") from None
+        completion = upstream_json(payload, target.upstream.name)
         if not isinstance(completion, dict) or "choices" not in completion:
             raise UpstreamProtocolError(target.upstream.name, "answered 200 without a chat completion")
         record_usage(request, completion.get("usage"))

@@ -12,7 +12,7 @@ from proxy.core.errors import UpstreamProtocolError
 from proxy.inbound.messages.answer import from_chat
 from proxy.inbound.messages.events import StreamTranslator
 from proxy.inbound.messages.request import MessagesContext
-from proxy.streams.sse import SSEEvent
+from proxy.streams.sse import SSEEvent, upstream_event_json
 from proxy.streams.wrapper import finish_after_last_event
 
 
@@ -66,10 +66,7 @@ class ChatToMessagesStream:
             self._closed = True
             await finish_after_last_event(self._events)
             return self._translator.done()
-        try:
-            chunk = event.json()
-        except ValueError:
-            raise UpstreamProtocolError(self._upstream, "sent a stream chunk whose data is not JSON") from None
+        chunk = upstream_event_json(event, self._upstream)
         return self._translator.feed(chunk)
 
     async def _close_finished(self) -> None:

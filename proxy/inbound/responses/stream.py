@@ -16,7 +16,7 @@ from proxy.inbound.responses.answer import (INCOMPLETE_REASONS, ResponseState, c
                                             thinking_blocks, usage_from_chat)
 from proxy.inbound.responses.request import ResponsesContext
 from proxy.inbound.responses.stream_items import MessageItem, OpenItem, ReasoningItem, ToolCallItem
-from proxy.streams.sse import SSEEvent
+from proxy.streams.sse import SSEEvent, upstream_event_json
 from proxy.streams.wrapper import finish_after_last_event
 
 __all__ = ["ChatToResponsesStream", "ResponsesTranslator", "completion_chunks", "completion_to_events",
@@ -231,7 +231,7 @@ class ChatToResponsesStream:
             self._inner_closed = True
             await finish_after_last_event(self._chunks)
         elif event.data is not None:  # a comment or keep-alive carries nothing
-            self._pending.extend(self._translator.feed(_decode(event, self._translator.upstream)))
+            self._pending.extend(self._translator.feed(upstream_event_json(event, self._translator.upstream)))
 
     async def aclose(self) -> None:
         if self._inner_closed:
@@ -240,13 +240,6 @@ class ChatToResponsesStream:
         close = getattr(self._chunks, "aclose", None)
         if close is not None:
             await close()
-
-
-def _decode(event: SSEEvent, upstream: str) -> Any:
-    try:
-        return event.json()
-    except ValueError:
-        raise UpstreamProtocolError(upstream, "sent a stream event whose data is not JSON") from None
 
 
 # ---- a whole answer delivered as a stream ---------------------------------------------------------------

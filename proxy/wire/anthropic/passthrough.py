@@ -13,9 +13,9 @@ from typing import Any, AsyncIterator, Mapping
 
 from msgspec import Raw
 
-from proxy.core import jsonutil, splice
+from proxy.core import splice
 from proxy.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
-from proxy.core.exchange import ProxyRequest, Target
+from proxy.core.exchange import ProxyRequest, Target, upstream_json
 from proxy.core.options import merge_options, option_layers
 from proxy.streams.sse import SSEEvent
 from proxy.wire.anthropic.response import error_from_body, error_from_event, openai_usage
@@ -59,10 +59,7 @@ def _decoded_where_merged(body: dict[str, Any], target: Target) -> dict[str, Any
 
 def decode_native(payload: bytes, request: ProxyRequest, target: Target) -> bytes:
     """A whole message, byte-identical; its usage recorded."""
-    try:
-        message = jsonutil.loads(payload)
-    except ValueError:
-        raise UpstreamProtocolError(target.upstream.name, "answered 200 with a body that is not JSON") from None
+    message = upstream_json(payload, target.upstream.name)
     if isinstance(message, dict) and message.get("type") == "error":
         raise error_from_body(target.upstream.name, 500, message, {})
     if isinstance(message, dict):

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from proxy.core import jsonutil
 from proxy.core.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
-from proxy.core.exchange import ProxyRequest, Target
+from proxy.core.exchange import ProxyRequest, Target, upstream_json
 from proxy.wire.openai import parse_retry_after
 
 FINISH_REASONS: Mapping[str, str] = {
@@ -78,10 +78,7 @@ def record_usage(request: ProxyRequest, usage: Mapping[str, Any]) -> None:
 
 def decode_message(payload: bytes, request: ProxyRequest, target: Target) -> bytes:
     name = target.upstream.name
-    try:
-        message = jsonutil.loads(payload)
-    except ValueError:
-        raise UpstreamProtocolError(name, "answered 200 with a body that is not JSON") from None
+    message = upstream_json(payload, name)
     if isinstance(message, dict) and message.get("type") == "error":
         raise error_from_body(name, 500, message, {})
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):

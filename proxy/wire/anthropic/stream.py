@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator
 from proxy.core import jsonutil
 from proxy.core.errors import UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
-from proxy.streams.sse import SSEEvent, done_event
+from proxy.streams.sse import SSEEvent, done_event, upstream_event_json
 from proxy.wire.anthropic.response import error_from_event, finish_reason, openai_usage, record_usage
 from proxy.wire.openai import wants_usage
 
@@ -194,10 +194,7 @@ async def translate(events: AsyncIterator[SSEEvent], request: ProxyRequest,
         async for event in events:
             if event.data is None:
                 continue  # a comment or keep-alive
-            try:
-                payload = event.json()
-            except ValueError:
-                raise UpstreamProtocolError(upstream, "sent a stream event whose data is not JSON") from None
+            payload = upstream_event_json(event, upstream)
             try:
                 chunks = [SSEEvent.from_json(chunk) for chunk in translator.feed(payload)]
             except ValueError:  # values JSON cannot carry back out (nesting, integers past 64 bits)

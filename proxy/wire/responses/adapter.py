@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 from proxy.config.model import UpstreamConfig
 from proxy.core import jsonutil
 from proxy.core.errors import UpstreamError, UpstreamProtocolError
-from proxy.core.exchange import ProxyRequest, Target
+from proxy.core.exchange import ProxyRequest, Target, upstream_json
 from proxy.streams.sse import SSEEvent
 from proxy.wire import openai_models
 from proxy.wire.openai import error_from_openai_body, record_usage, wants_usage
@@ -38,10 +38,7 @@ class ResponsesAdapter:
 
     def decode_chat(self, payload: bytes, request: ProxyRequest, target: Target) -> bytes:
         name = target.upstream.name
-        try:
-            response = jsonutil.loads(payload)
-        except ValueError:
-            raise UpstreamProtocolError(name, "answered 200 with a body that is not JSON") from None
+        response = upstream_json(payload, name)
         if not isinstance(response, dict) or "output" not in response:
             raise UpstreamProtocolError(name, "answered 200 without a Response object")
         completion = completion_from_response(response, name)

@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
-from proxy.core.exchange import ProxyRequest, Target
+from proxy.core.exchange import ProxyRequest, Target, upstream_json
 from proxy.core.options import merge_options
 from proxy.streams.sse import SSEEvent
 from proxy.wire.openai import record_usage
@@ -38,10 +38,7 @@ def encode_native(request: ProxyRequest, target: Target) -> bytes:
 
 def decode_native(payload: bytes, request: ProxyRequest, target: Target) -> bytes:
     """A whole Response, byte-identical; its usage recorded."""
-    try:
-        response = jsonutil.loads(payload)
-    except ValueError:
-        raise UpstreamProtocolError(target.upstream.name, "answered 200 with a body that is not JSON") from None
+    response = upstream_json(payload, target.upstream.name)
     if isinstance(response, dict):
         record_usage(request, chat_usage(response.get("usage")))
     return payload

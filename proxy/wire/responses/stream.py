@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Mapping
 
 from proxy.core.errors import UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
-from proxy.streams.sse import SSEEvent, done_event
+from proxy.streams.sse import SSEEvent, done_event, upstream_event_json
 from proxy.wire.openai import chunk_event, record_usage, usage_event
 from proxy.wire.responses.answer import chat_usage, failure, finish_reason, tool_call
 
@@ -107,10 +107,7 @@ async def translate(events: AsyncIterator[SSEEvent], request: ProxyRequest, targ
         async for event in events:
             if event.data is None:
                 continue  # a comment or keep-alive
-            try:
-                payload = event.json()
-            except ValueError:
-                raise UpstreamProtocolError(upstream, "sent a stream event whose data is not JSON") from None
+            payload = upstream_event_json(event, upstream)
             if not isinstance(payload, Mapping):
                 raise UpstreamProtocolError(upstream, "sent a stream event that is not a JSON object")
             for chunk in translator.feed(payload):
