@@ -9,8 +9,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from proxy.config.model import parse_config
 from proxy.core.services import Services
@@ -58,6 +60,22 @@ def spawn_proxy(config_path: str, port: int, *extra: str, env: dict[str, str] | 
     return subprocess.Popen([sys.executable, "-m", "proxy", "serve", "-c", config_path, "--port", str(port), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, **(env or {})})
+
+
+@contextmanager
+def proxy_process(config_text: str, folder: Path) -> Iterator[str]:
+    """`byok-proxy serve` as a subprocess for `config_text` (written to `folder`), on a free port;
+    yields its origin, http://127.0.0.1:PORT, and stops it afterwards."""
+    config = folder / "config.yaml"
+    config.write_text(textwrap.dedent(config_text))
+    port = free_port()
+    process = spawn_proxy(str(config), port)
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None) -> None:

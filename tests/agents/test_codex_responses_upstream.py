@@ -4,7 +4,6 @@ key rewritten, and the upstream's events reach Codex as they are: a text answer,
 round trip."""
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from tests.agents import harness
 from tests.agents.recorder import ThreadedRecorder, text
 from tests.agents.test_agents_direct import AGENT_TIMEOUT, codex_shell_call, explain, input_items
-from tests.helpers import free_port, spawn_proxy, wait_for_port
+from tests.helpers import proxy_process
 
 pytestmark = [pytest.mark.timeout(240),
               pytest.mark.skipif(harness.codex_bin() is None, reason="Codex CLI not installed: bash scripts/install-agents")]
@@ -29,23 +28,15 @@ def rec():
 
 @pytest.fixture
 def proxy_url(rec, tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(f"""
+    with proxy_process(f"""
     upstreams:
       rec: {{base_url: "{rec.base_url_v1}/responses", format: responses, api_key: {UPSTREAM_KEY},
             discover_models: false}}
     models:
       {MODEL}: [rec/upstream-model]
     health: {{enabled: false}}
-    """))
-    port = free_port()
-    process = spawn_proxy(str(config), port)
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    """, tmp_path) as origin:
+        yield origin + "/v1"
 
 
 @pytest.fixture

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.agents import harness
 from tests.agents.recorder import Recorded, ThreadedRecorder, custom_tool_call, function_call, text, tool_use
-from tests.helpers import free_port, wait_for_port
+from tests.helpers import proxy_process
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(harness.codex_bin() is None, reason="Codex CLI not installed: bash scripts/install-agents")]
@@ -53,8 +51,7 @@ def upstream_format(request) -> str:
 @pytest.fixture
 def proxy_url(rec, upstream_format, tmp_path):
     target = "chat/test-model" if upstream_format == "chat" else "claude/claude-test"
-    config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(f"""
+    with proxy_process(f"""
     upstreams:
       chat: {{base_url: "{rec.base_url_v1}", api_key: sk-upstream-chat-0123456789, discover_models: false}}
       claude: {{base_url: "{rec.origin}", format: anthropic, api_key: sk-upstream-claude-0123456789,
@@ -62,16 +59,8 @@ def proxy_url(rec, upstream_format, tmp_path):
     models:
       {ALIAS}: [{target}]
     health: {{enabled: false}}
-    """))
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "-c", str(config), "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    """, tmp_path) as origin:
+        yield origin + "/v1"
 
 
 @pytest.fixture
