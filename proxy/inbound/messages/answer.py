@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from proxy.core import jsonutil
 from proxy.core.errors import UpstreamProtocolError
+from proxy.core.usage import token_count
 from proxy.inbound.messages.count import json_tokens, text_tokens
 from proxy.inbound.messages.request import MessagesContext
 
@@ -186,15 +187,15 @@ def anthropic_usage(usage: Any) -> dict[str, Any] | None:
     if not isinstance(usage, dict):
         return None
     details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
-    cached = _count(details, "cached_tokens") or _count(usage, "prompt_cache_hit_tokens")
-    created = (_count(details, "cache_creation_tokens") or _count(details, "cache_write_tokens")
-               or _count(usage, "cache_creation_input_tokens"))
-    output = _count(usage, "completion_tokens")
-    out: dict[str, Any] = {"input_tokens": max(0, _count(usage, "prompt_tokens") - cached - created),
+    cached = token_count(details, "cached_tokens") or token_count(usage, "prompt_cache_hit_tokens")
+    created = (token_count(details, "cache_creation_tokens") or token_count(details, "cache_write_tokens")
+               or token_count(usage, "cache_creation_input_tokens"))
+    output = token_count(usage, "completion_tokens")
+    out: dict[str, Any] = {"input_tokens": max(0, token_count(usage, "prompt_tokens") - cached - created),
                            "cache_creation_input_tokens": created, "cache_read_input_tokens": cached,
                            "output_tokens": output}
     output_details = usage.get("completion_tokens_details")
-    reasoning = _count(output_details, "reasoning_tokens") if isinstance(output_details, dict) else 0
+    reasoning = token_count(output_details, "reasoning_tokens") if isinstance(output_details, dict) else 0
     if reasoning:
         out["output_tokens_details"] = {"thinking_tokens": min(reasoning, output)}
     return out
@@ -209,6 +210,3 @@ def estimated_usage(context: MessagesContext, content: list[dict[str, Any]]) -> 
             "cache_read_input_tokens": 0, "output_tokens": max(1, output)}
 
 
-def _count(holder: Mapping[str, Any], name: str) -> int:
-    value = holder.get(name)
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**53 else 0

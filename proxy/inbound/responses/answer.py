@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from proxy.core import jsonutil
 from proxy.core.errors import ProxyError
+from proxy.core.usage import token_count
 from proxy.inbound.responses.request import ResponsesContext
 from proxy.inbound.responses.thinking_token import encode_thinking_blocks
 from proxy.inbound.responses.tools import CUSTOM_INPUT
@@ -149,21 +150,19 @@ def usage_from_chat(usage: Any) -> dict[str, Any] | None:
     """prompt_tokens (cached included, as in Responses) -> input_tokens, and so on."""
     if not isinstance(usage, dict):
         return None
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    prompt, completion = token_count(usage, "prompt_tokens"), token_count(usage, "completion_tokens")
     prompt_details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
     output_details = (usage.get("completion_tokens_details")
                       if isinstance(usage.get("completion_tokens_details"), dict) else {})
-    total = _count(usage.get("total_tokens")) or prompt + completion
+    total = token_count(usage, "total_tokens") or prompt + completion
     return {"input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": _count(prompt_details.get("cached_tokens")),
-                                     "cache_write_tokens": _count(prompt_details.get("cache_creation_tokens"))},
+            "input_tokens_details": {"cached_tokens": token_count(prompt_details, "cached_tokens"),
+                                     "cache_write_tokens": token_count(prompt_details, "cache_creation_tokens")},
             "output_tokens": completion,
-            "output_tokens_details": {"reasoning_tokens": _count(output_details.get("reasoning_tokens"))},
+            "output_tokens_details": {"reasoning_tokens": token_count(output_details, "reasoning_tokens")},
             "total_tokens": total}
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def response_object(context: ResponsesContext, response_id: str, created_at: int, *, status: str,

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from proxy.core import jsonutil
 from proxy.core.errors import UpstreamAuthError, UpstreamError, UpstreamHTTPError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target, upstream_json
+from proxy.core.usage import token_count
 from proxy.wire.openai import parse_retry_after
 
 FINISH_REASONS: Mapping[str, str] = {
@@ -47,10 +48,10 @@ def finish_reason(stop_reason: Any) -> str | None:
 
 def openai_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
     """Anthropic counts cached input apart from `input_tokens`; OpenAI's prompt_tokens include it."""
-    fresh = _count(usage, "input_tokens")
-    cache_read = _count(usage, "cache_read_input_tokens")
-    cache_write = _count(usage, "cache_creation_input_tokens")
-    output = _count(usage, "output_tokens")
+    fresh = token_count(usage, "input_tokens")
+    cache_read = token_count(usage, "cache_read_input_tokens")
+    cache_write = token_count(usage, "cache_creation_input_tokens")
+    output = token_count(usage, "output_tokens")
     prompt = fresh + cache_read + cache_write
     details: dict[str, Any] = {"cached_tokens": cache_read}
     if cache_write:
@@ -63,10 +64,6 @@ def openai_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _count(usage: Mapping[str, Any], name: str) -> int:
-    value = usage.get(name)
-    # past 2**53 a count is garbage, and sums of such would not fit the 64 bits JSON output allows
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**53 else 0
 
 
 def record_usage(request: ProxyRequest, usage: Mapping[str, Any]) -> None:

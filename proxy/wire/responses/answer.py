@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from proxy.core import jsonutil
 from proxy.core.errors import UpstreamError, UpstreamHTTPError
+from proxy.core.usage import token_count
 
 # response.incomplete_details.reason -> chat finish_reason
 FINISH_FOR_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
@@ -83,14 +84,14 @@ def chat_usage(usage: Any) -> dict[str, Any] | None:
     """Responses usage -> chat usage (both count cached tokens inside the input tokens)."""
     if not isinstance(usage, Mapping):
         return None
-    prompt, completion = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
+    prompt, completion = token_count(usage, "input_tokens"), token_count(usage, "output_tokens")
     input_details = usage.get("input_tokens_details") if isinstance(usage.get("input_tokens_details"), Mapping) else {}
     output_details = (usage.get("output_tokens_details")
                       if isinstance(usage.get("output_tokens_details"), Mapping) else {})
     return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": _count(usage.get("total_tokens")) or prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": _count(input_details.get("cached_tokens"))},
-            "completion_tokens_details": {"reasoning_tokens": _count(output_details.get("reasoning_tokens"))}}
+            "total_tokens": token_count(usage, "total_tokens") or prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": token_count(input_details, "cached_tokens")},
+            "completion_tokens_details": {"reasoning_tokens": token_count(output_details, "reasoning_tokens")}}
 
 
 def failure(upstream: str, error: Any) -> UpstreamError:
@@ -105,5 +106,3 @@ def failure(upstream: str, error: Any) -> UpstreamError:
     return UpstreamError(upstream, f"the response failed: {message}")
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
