@@ -116,9 +116,6 @@ class ProxyRequest:
     # which a passthrough re-sends with only the fields the chain changed re-encoded.
     spliced: Optional[RawObject] = None
     raw_body: bytes = b""
-    # Set when only an upstream speaking the client's own API can take the request (it continues a
-    # response stored there, or uses what only that API has: hosted tools): the error any other answers.
-    native_only: Optional[InvalidRequest] = None
     content_type: str = ""
     client_model: Optional[str] = None
     targets: tuple[Target, ...] = ()

@@ -264,13 +264,13 @@ class ProxyApp:
         proxy_request = ProxyRequest(
             request_id=request_id, method=request.method, path=path, query=request.query_string,
             client_headers={name.lower(): value for name, value in request.headers.items()},
-            api=api.name if api is not None else "other", native_body=native, native_only=native_only,
+            api=api.name if api is not None else "other", native_body=native,
             body=body, spliced=spliced, raw_body=raw if body is None else b"", content_type=request.content_type,
             client_model=model, targets=targets, target=targets[0],
             stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)
                                                    and stream_options.get("include_usage")),
             started_at=started, deadline=started + timeout if timeout else None)
-        return _narrowed_to_native(proxy_request) if native_only is not None else proxy_request, context
+        return _narrowed_to_native(proxy_request, native_only) if native_only is not None else proxy_request, context
 
     def _authenticate(self, request: web.Request) -> None:
         keys = self.config.auth.api_keys
@@ -305,13 +305,13 @@ async def _close_when_idle(runtime: Runtime) -> None:
     await runtime.close()
 
 
-def _narrowed_to_native(request: ProxyRequest) -> ProxyRequest:
+def _narrowed_to_native(request: ProxyRequest, refusal: ProxyError) -> ProxyRequest:
     """A request only an upstream speaking the client's API can serve (hosted tools for Responses,
     documents or server tools for Messages) goes only to the native targets leading its alias;
-    with none, it is refused with the error its API gave."""
+    with none, it is refused with the error its API gave (`refusal`)."""
     native = request.leading_native_targets()
     if not native:
-        raise request.native_only
+        raise refusal
     return request.replace(targets=native, target=native[0])
 
 
