@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import loadgen, procs, wrk
+from bench import bodies, loadgen, procs, wrk
 from bench.loadgen import Endpoint
 from bench.systems import REPO, Byok
 
@@ -67,6 +67,9 @@ async def drive(load: str, port: int, seconds: float, cpus: str) -> dict:
         while time.monotonic() < deadline:
             chunks += (await loadgen.stream_throughput(endpoint, "bencha/s500x0", 4, 1))["chunks"]
         return {"chunks": chunks}
+    if load == "bodies":  # a coding agent's 4 MiB conversation, one at a time (the bench's bodies phase)
+        payload = loadgen.build_request("127.0.0.1", port, loadgen.CHAT_PATH, bodies.chat_body("bench/bench", 4 * bodies.MIB))
+        return await loadgen.closed_loop(Endpoint("127.0.0.1", port), "bench/bench", 1, seconds, 10 ** 6, payload)
     raise SystemExit(f"unknown load {load}")
 
 
@@ -127,7 +130,7 @@ async def _pyinstrument(system: Byok, upstream_port: int, workdir: Path, args: a
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--load", choices=("nonstream", "stream", "anthropic"), default="nonstream")
+    parser.add_argument("--load", choices=("nonstream", "stream", "anthropic", "bodies"), default="nonstream")
     parser.add_argument("--tool", choices=("py-spy", "pyinstrument"), default="py-spy")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-request-log", action="store_true")

@@ -202,6 +202,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_process(config: Config, host: str, port: int, reuse_port: bool) -> int:
+    from proxy.server.heap import keep_freed_memory
+    keep_freed_memory()
     _install_fast_loop()
     return asyncio.run(_serve(config, host, port, reuse_port))
 
