@@ -216,6 +216,9 @@ class UpstreamProtocol(asyncio.Protocol):
     def __init__(self, server: "UpstreamServer"):
         self.server = server
         self.buffer = bytearray()
+        # The size the buffer must reach for the request whose head was seen (0: none yet): a big
+        # body arrives in many reads, and searching it again for the head on each costs milliseconds.
+        self.awaited = 0
         self.transport: asyncio.Transport | None = None
         self.busy = False  # a stream is being written; later requests wait in the buffer
         self.closed = False
@@ -239,6 +242,8 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) < self.awaited:
+            return
         if not self.busy:
             self.process()
 
@@ -260,7 +265,9 @@ class UpstreamProtocol(asyncio.Protocol):
                 return
             end = head_end + 4 + length
             if len(self.buffer) < end:
+                self.awaited = end
                 return
+            self.awaited = 0
             body = bytes(self.buffer[head_end + 4:end])
             del self.buffer[:end]
             method, _, rest = request_line.partition(" ")
@@ -369,6 +376,10 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream when the model does not say")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="milliseconds between chunks when the model does not say")
     args = parser.parse_args()
+    # A provider's server is not what is measured: its big bodies must not cost it page faults
+    # (see proxy/server/heap.py), which would slow direct and proxied runs alike and load the shared core.
+    from proxy.server.heap import keep_freed_memory
+    keep_freed_memory()
     install_fast_loop()
     try:
         asyncio.run(serve(args.port, args.chunks, args.delay_ms))
