@@ -2,8 +2,9 @@
 
 Many turns of code-like text (indentation, brackets, string literals with escaped quotes,
 Windows paths with backslashes, newlines), a little unicode (accents, CJK, symbols, emoji),
-written as raw UTF-8 the way agents' HTTP clients send it. The same turns serve both passthrough
-paths: a chat body for OpenAI-format upstreams and a Messages body for Anthropic upstreams.
+written as raw UTF-8 the way agents' HTTP clients send it. The same turns serve the three
+passthrough paths: a chat body for OpenAI-format upstreams, a Messages body for Anthropic
+upstreams and a Responses body (shaped like Codex CLI's) for Responses-format upstreams.
 Deterministic: one seed, so every system and every run sends the same bytes.
 """
 from __future__ import annotations
@@ -51,3 +52,13 @@ def chat_body(model: str, size: int) -> bytes:
 def messages_body(model: str, size: int) -> bytes:
     return orjson.dumps({"model": model, "system": "You are a coding agent.", "messages": turns(size),
                          "max_tokens": 64})
+
+
+def responses_body(model: str, size: int) -> bytes:
+    """Codex CLI's shape: `instructions`, every turn a `message` item of input_text (user) or
+    output_text (assistant) parts, and `store: false` (the proxy keeps nothing for it)."""
+    items = [{"type": "message", "role": turn["role"],
+              "content": [{"type": "input_text" if turn["role"] == "user" else "output_text", "text": turn["content"]}]}
+             for turn in turns(size)]
+    return orjson.dumps({"model": model, "instructions": "You are a coding agent.", "input": items,
+                         "max_output_tokens": 64, "store": False})

@@ -369,8 +369,9 @@ def _bodies_table(summary: dict, names: list[str]) -> list[str]:
     if not any(systems[n].get("bodies") for n in names):
         return []
     lines = _heading("Big bodies: coding-agent conversations, non-streamed, one at a time, ms",
-                     "Passthrough paths: chat -> OpenAI format, Messages -> Anthropic. Added = p50 minus direct's; "
-                     "allowance = 1 ms + 1 ms per MiB; server CPU per request (for direct, the upstream's).",
+                     "Passthrough paths: chat -> OpenAI format, Messages -> Anthropic, Responses -> Responses. "
+                     "Added = p50 minus direct's; allowance = 1 ms + 1 ms per MiB; server CPU per request (for direct, "
+                     "the upstream's).",
                      ("system", "path", "body", "p50", "p99", "added p50", "allowance", "server CPU/request",
                       "failed"))
     for name in names:

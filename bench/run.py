@@ -199,10 +199,13 @@ async def phase_bodies(system: System, ctx: Context) -> dict:
 def _body_paths(system: System) -> list[tuple]:
     """(name, path, model, body encoder) for each passthrough path this system serves."""
     paths = [("chat", loadgen.CHAT_PATH, system.model("bench"), bodies.chat_body)]
-    if system.native:
-        paths.append(("messages", loadgen.MESSAGES_PATH, "bench", bodies.messages_body))
-    elif system.anthropic_model("bench") is not None:
-        paths.append(("messages", loadgen.MESSAGES_PATH, system.anthropic_model("bench"), bodies.messages_body))
+    native_paths = (("messages", loadgen.MESSAGES_PATH, system.anthropic_model("bench"), bodies.messages_body),
+                    ("responses", loadgen.RESPONSES_PATH, system.responses_model("bench"), bodies.responses_body))
+    for name, path, model, encode in native_paths:
+        if system.native:
+            paths.append((name, path, "bench", encode))
+        elif model is not None:
+            paths.append((name, path, model, encode))
     return paths
 
 

@@ -6,8 +6,10 @@ from tests.helpers import start_proxy
 from tests.upstreams.anthropic_upstream import DEFAULT_KEY as ANTHROPIC_KEY
 from tests.upstreams.anthropic_upstream import AnthropicUpstream
 from tests.upstreams.openai_upstream import OpenAIUpstream
+from tests.upstreams.responses_upstream import ResponsesUpstream
 
 CLIENT_KEY = "sk-client-key-that-must-not-travel"
+RESPONSES_KEY = "sk-responses-test-key"
 
 
 @pytest.fixture
@@ -20,6 +22,14 @@ async def openai_upstream():
 @pytest.fixture
 async def anthropic_upstream():
     upstream = await AnthropicUpstream().start()
+    yield upstream
+    await upstream.close()
+
+
+@pytest.fixture
+async def responses_upstream():
+    """A Responses-format upstream that takes RESPONSES_KEY."""
+    upstream = await ResponsesUpstream(api_key=RESPONSES_KEY).start()
     yield upstream
     await upstream.close()
 

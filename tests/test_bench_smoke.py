@@ -53,7 +53,8 @@ def test_every_system_ran_every_phase_without_failed_requests(quick_run):
             assert all(_number(stream[key]) for key in ("first_p50_ms", "chunk_p50_ms", "chunk_p99_ms"))
         assert system["burst_chunks_per_s"]["openai"] > 0
         assert system["burst_chunks_per_s"]["anthropic"] > 0
-        cases = {f"{path}/{size}" for path in ("chat", "messages") for size in ("16KiB", "256KiB", "1MiB", "4MiB")}
+        cases = {f"{path}/{size}" for path in ("chat", "messages", "responses")
+                 for size in ("16KiB", "256KiB", "1MiB", "4MiB")}
         assert set(system["bodies"]) == cases
         for case in system["bodies"].values():
             assert case["failed"] == 0 and _number(case["p50_ms"]) and case["body_bytes"] > 0
@@ -65,7 +66,7 @@ def test_overheads_and_memory_are_reported_for_the_proxy(quick_run):
     over = summary["overhead"]["byok"]
     assert all(_number(over["rates"][rate]["p99_ms"]) for rate in ("50", "200"))
     assert _number(over["streams"]["c1"]["chunk_p50_ms"])
-    assert _number(over["bodies"]["chat/4MiB"]) and _number(over["bodies"]["messages/4MiB"])
+    assert all(_number(over["bodies"][f"{path}/4MiB"]) for path in ("chat", "messages", "responses"))
     memory = summary["systems"]["byok"]["memory"]
     assert memory["idle_mb"] > 0
     for count, level in memory["levels"].items():

@@ -104,7 +104,7 @@ async def test_duplicate_keys_are_400(proxy, openai_upstream, body, key):
 
 
 NESTED_REPEAT = b'{"model":"up/gpt-test","messages":[{"role":"user","role":"system","content":"x"}]}'
-# The same repeat in a body big enough for the shallow read (inbound/chat.py SHALLOW_FROM_BYTES)
+# The same repeat in a body big enough for the shallow read (inbound/shallow.py SHALLOW_FROM_BYTES)
 NESTED_REPEAT_BIG = (b'{"model":"up/gpt-test","messages":[{"role":"user","content":"' + b"x" * 70_000
                      + b'"},{"role":"user","role":"system","content":"x"}]}')
 

@@ -3,7 +3,6 @@ passthrough that relies on it: the upstream gets the client's exact bytes but fo
 from __future__ import annotations
 
 import json
-import random
 
 import aiohttp
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.core import splice
+from tests.big_bodies import agent_body
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -114,20 +114,6 @@ def test_the_usage_member_is_cut_from_a_chunk_and_nothing_else():
 
 
 # ---- through the server: a coding agent's 4 MiB body ------------------------------------------------
-
-def agent_body(size: int) -> bytes:
-    """Many turns of code-like text with unicode, escaped quotes and newlines, `model` mid-body."""
-    rnd = random.Random(7)
-    words = ["def", "return", "self.items", "print(\"x\")", "naïve", "日本", "🙂", "a\\b", "{", "}", "[0]", "\t"]
-    turns, total = [], 0
-    while total < size:
-        text = "\n".join(" ".join(rnd.choice(words) for _ in range(10)) for _ in range(40))
-        turns.append({"role": "user" if len(turns) % 2 else "assistant", "content": text})
-        total += len(text.encode())
-    head = json.dumps({"messages": turns[:len(turns) // 2]}, ensure_ascii=False)[1:-1]
-    tail = json.dumps({"more": turns[len(turns) // 2:]}, ensure_ascii=True)[1:-1].replace('"more"', '"tools_log"', 1)
-    return ('{ %s,\n  "model" : "up/gpt-test",%s , "temperature": 0.2 }' % (head, tail)).encode()
-
 
 async def test_a_4_mib_body_reaches_the_upstream_as_sent_but_for_the_model(proxy_factory, openai_upstream):
     proxy = await proxy_factory(f"""

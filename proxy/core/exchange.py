@@ -110,10 +110,12 @@ class ProxyRequest:
     # inbound APIs it is a Chat Completions body: the chain's one vocabulary (the "pivot").
     body: Optional[dict[str, Any]] = None
     # The client's body exactly as received, for an upstream that speaks the client's own API
-    # (Messages to Anthropic): passed through with only the owned fields rewritten.
+    # (Messages to Anthropic, Responses to Responses): passed through with only the owned fields rewritten.
     native_body: bytes = b""
-    # A chat body read only at its top level (`messages` left a msgspec Raw): the client's bytes,
-    # which a passthrough re-sends with only the fields the chain changed re-encoded.
+    # A body read only at its top level (its biggest member left a msgspec Raw, proxy/inbound/shallow.py):
+    # the client's bytes, which a passthrough re-sends with only the fields the chain changed
+    # re-encoded. For chat its `origin` is the pivot `body`; for Messages and Responses, the
+    # client's own members, into which the wire splices the owned fields (proxy/wire/passthrough.py).
     spliced: Optional[RawObject] = None
     raw_body: bytes = b""
     content_type: str = ""

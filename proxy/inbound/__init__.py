@@ -6,6 +6,11 @@ body (`parse`), and turns the chain's answer back (`render`): an answer already 
 (an upstream that speaks the client's API natively, passed through) is left as it is; a chat
 answer or chat stream is translated, event by event. Errors leave in its own envelope (`error`).
 
+A passthrough need not read what it does not change: a large body may be read only at its top
+level (proxy/inbound/shallow.py), its biggest member left as the client's bytes (`Parsed.spliced`).
+That serves only upstreams speaking the client's API natively, with no user plugin configured; for
+any other target the server asks for the whole body (`parse(..., whole=True)`), the same for every API.
+
 An API may also decide, once the request is routed, to answer it without an upstream or to narrow its
 targets: an optional `route(request, context)` returning the ProxyRequest to send through the chain
 or the ProxyResponse to answer with (Messages' count_tokens: exact from Anthropic, else estimated).
@@ -20,6 +25,7 @@ from proxy.config.model import LimitsConfig
 from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
+from proxy.core.splice import RawObject
 
 
 class Parsed(NamedTuple):
@@ -30,16 +36,22 @@ class Parsed(NamedTuple):
     # Set when only an upstream speaking this API natively can take it: the server narrows the
     # targets to the native ones leading the alias, and answers this error when there are none.
     native_only: Optional[InvalidRequest] = None
+    # Set when the body was read only at its top level: the client's object, whose unread members
+    # (and every member nobody changes) a passthrough re-sends as the client's own bytes.
+    spliced: Optional[RawObject] = None
 
 
 class InboundAPI(Protocol):
-    # The metrics label and ProxyRequest.api: chat, responses, messages.
+    # The metrics label and ProxyRequest.api: chat, responses, messages; also the `native_api` of the
+    # upstream formats that take its requests as they are (proxy/config/formats.py).
     name: str
 
-    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services, whole: bool = False) -> Parsed:
         """The client's body -> a Chat Completions body and a per-request context for `render`
         (`services` for an API that keeps state: stored responses). Raises InvalidRequest naming
-        the bad field."""
+        the bad field. Unless `whole`, a large body may be read only at its top level (`spliced`
+        set): the member it leaves unread is then in the pivot as the client's bytes, in the
+        client's API's shape; a body the shallow read doubts is read whole, for its answer."""
 
     async def render(self, response: ProxyResponse, context: Any, request: ProxyRequest) -> ProxyResponse:
         """The chain's answer in this API's shape (a body, or a stream ending in this API's way,

@@ -23,7 +23,6 @@ from proxy.config.model import Config
 from proxy.core.errors import AuthenticationFailed, NotFound, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse, Target
 from proxy.core.services import Services
-from proxy.core.splice import RawObject
 from proxy.inbound import validation
 from proxy.inbound.messages.catalog import anthropic_model_list
 from proxy.inbound.responses import stored
@@ -244,33 +243,37 @@ class ProxyApp:
         self._authenticate(request)
         raw = await incoming.read_body(request, config.limits)
         incoming.check_path(path)
-        body, model, stream, context = None, None, False, None
-        native, native_only = raw if api is not None and api.name != "chat" else b"", None
-        if api is not None:
-            body, context, rewritten, native_only = await api.parse(raw, config.limits, self.services)
-            native = rewritten if rewritten is not None else native
-        elif raw and incoming.is_json(request.content_type, path):
-            body = validation.parse_json_object(raw, config.limits)
-        if body is not None:
-            model = validation.check_model_field(body)
-            stream = body.get("stream") is True
-        stream_options = body.get("stream_options") if body else None
-        timeout = config.limits.request_timeout
+        parsed = await self._parsed(request, raw, path, api, config)
+        model = validation.check_model_field(parsed.body) if parsed.body is not None else None
         stored_upstream = api is None and path.startswith("responses/")  # an id an upstream made (not the proxy's)
         targets = runtime.router.stored_at("responses") if stored_upstream else runtime.router.resolve(model)
-        spliced = context if isinstance(context, RawObject) else None
-        if spliced is not None and not _splices_chat(targets, config):
-            body, spliced, context = api.parse_fully(raw, config.limits), None, None
+        if parsed.spliced is not None and not _all_speak(api.name, targets):  # one would read it all
+            parsed = await api.parse(raw, config.limits, self.services, whole=True)
+        body = parsed.body
+        stream_options = body.get("stream_options") if body else None
+        timeout = config.limits.request_timeout
         proxy_request = ProxyRequest(
             request_id=request_id, method=request.method, path=path, query=request.query_string,
             client_headers={name.lower(): value for name, value in request.headers.items()},
-            api=api.name if api is not None else "other", native_body=native,
-            body=body, spliced=spliced, raw_body=raw if body is None else b"", content_type=request.content_type,
-            client_model=model, targets=targets, target=targets[0],
-            stream=stream, client_wants_usage=bool(isinstance(stream_options, dict)
-                                                   and stream_options.get("include_usage")),
+            api=api.name if api is not None else "other", native_body=_native_body(api, parsed, raw),
+            body=body, spliced=parsed.spliced, raw_body=raw if body is None else b"",
+            content_type=request.content_type, client_model=model, targets=targets, target=targets[0],
+            stream=body is not None and body.get("stream") is True,
+            client_wants_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
             started_at=started, deadline=started + timeout if timeout else None)
-        return _narrowed_to_native(proxy_request, native_only) if native_only is not None else proxy_request, context
+        if parsed.native_only is not None:
+            proxy_request = _narrowed_to_native(proxy_request, parsed.native_only)
+        return proxy_request, parsed.context
+
+    async def _parsed(self, request: web.Request, raw: bytes, path: str, api: inbound.InboundAPI | None,
+                      config: Config) -> inbound.Parsed:
+        """The body as its inbound API reads it; a user plugin may read any field, so with one
+        configured it is read whole. Another JSON body is only decoded and checked."""
+        if api is not None:
+            return await api.parse(raw, config.limits, self.services, whole=bool(config.plugins))
+        if raw and incoming.is_json(request.content_type, path):
+            return inbound.Parsed(validation.parse_json_object(raw, config.limits), None)
+        return inbound.Parsed(None, None)
 
     def _authenticate(self, request: web.Request) -> None:
         keys = self.config.auth.api_keys
@@ -290,10 +293,19 @@ class ProxyApp:
             raise AuthenticationFailed("invalid API key for this proxy")
 
 
-def _splices_chat(targets: tuple[Target, ...], config: Config) -> bool:
-    """Whether a chat body read only at its top level serves every target: each passes the chat
-    body through as it is, and no user plugin, which may read any field, is configured."""
-    return not config.plugins and all(FORMATS[target.upstream.format].native_api == "chat" for target in targets)
+def _all_speak(api: str, targets: tuple[Target, ...]) -> bool:
+    """Whether every target speaks the client's API `api` natively, so a body read only at its top
+    level serves each: it is sent the client's bytes with the owned fields spliced in, and nothing
+    on its way reads the members left unread (a translating or in-process upstream would)."""
+    return all(FORMATS[target.upstream.format].native_api == api for target in targets)
+
+
+def _native_body(api: inbound.InboundAPI | None, parsed: inbound.Parsed, raw: bytes) -> bytes:
+    """What an upstream speaking the client's API is sent (beyond chat, whose path is the pivot's):
+    the client's bytes, unless the API rewrote them (a stored conversation replayed)."""
+    if api is None or api.name == "chat":
+        return b""
+    return parsed.native if parsed.native is not None else raw
 
 
 async def _close_when_idle(runtime: Runtime) -> None:

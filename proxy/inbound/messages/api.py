@@ -6,21 +6,20 @@ translated into the chat pivot and the chat answer or stream back into a Message
 events. Errors leave in Anthropic's envelope with Anthropic's statuses. Documents, server tools,
 MCP servers and the other features only Anthropic can serve are passed through when Anthropic
 upstreams lead the model's targets, and refused (400, naming the field) when a chat upstream
-would have to take them."""
+would have to take them. A large body is read only at its top level (shallow.py) unless the
+server asks for it whole, which it does when a target would translate it."""
 from __future__ import annotations
-
-from typing import Any
 
 from proxy.config.model import LimitsConfig
 from proxy.core import jsonutil
 from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
-from proxy.inbound import Parsed, validation
+from proxy.inbound import Parsed, shallow, validation
 from proxy.inbound.messages.answer import from_chat
 from proxy.inbound.messages.errors import envelope, error_event
-from proxy.inbound.messages.content import AnthropicOnly
-from proxy.inbound.messages.request import MessagesContext, passthrough_only, to_chat
+from proxy.inbound.messages.request import MessagesContext, chat_body
+from proxy.inbound.messages.shallow import read_messages
 from proxy.inbound.messages.stream import ChatToMessagesStream
 from proxy.streams.wrapper import FailureAsEvent
 
@@ -28,7 +27,11 @@ from proxy.streams.wrapper import FailureAsEvent
 class MessagesAPI:
     name = "messages"
 
-    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services, whole: bool = False) -> Parsed:
+        read = read_messages(raw, limits) if not whole and shallow.big_enough(raw) else None
+        if read is not None:
+            pivot, context, spliced = read
+            return Parsed(pivot, context, native_only=context.anthropic_only, spliced=spliced)
         pivot, context = chat_body(validation.parse_json_object(raw, limits))
         validation.check_chat(pivot, limits)
         return Parsed(pivot, context, native_only=context.anthropic_only)
@@ -50,15 +53,6 @@ class MessagesAPI:
 
     def error(self, error: ProxyError) -> tuple[int, bytes, dict[str, str]]:
         return envelope(error)
-
-
-def chat_body(body: dict[str, Any]) -> tuple[dict[str, Any], MessagesContext]:
-    """The chain's body for a Messages request: translated, or, when only an Anthropic upstream
-    can serve it, the few fields the chain reads (request.passthrough_only)."""
-    try:
-        return to_chat(body)
-    except AnthropicOnly as refusal:
-        return passthrough_only(body, refusal)
 
 
 def _error_event(exc: Exception):

@@ -15,14 +15,16 @@ from proxy.core import jsonutil
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.inbound import Parsed, validation
-from proxy.inbound.messages.api import MessagesAPI, chat_body
+from proxy.inbound.messages.api import MessagesAPI
 from proxy.inbound.messages.count import estimate_input_tokens
+from proxy.inbound.messages.request import chat_body
 
 
 class CountTokensAPI(MessagesAPI):
-    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services, whole: bool = False) -> Parsed:
         """The body is checked as a Messages request would be (a count has no max_tokens, so one is
-        assumed); the context is the client's body, for the estimate."""
+        assumed); the context is the client's body, for the estimate. Always read whole: a count is
+        estimated from every turn when no Anthropic upstream leads."""
         body = validation.parse_json_object(raw, limits)
         pivot, _ = chat_body({"max_tokens": 1, **body})
         pivot.pop("stream", None)  # a count is one JSON answer, whatever the body says

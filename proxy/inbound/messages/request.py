@@ -15,8 +15,9 @@ would make the answer depend on Anthropic's servers.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from proxy.core.errors import InvalidRequest
 from proxy.inbound.messages.content import AnthropicOnly, chat_messages, system_message
@@ -59,31 +60,47 @@ def to_chat(body: Any, *, budgets: Mapping[str, int] | None = None) -> tuple[dic
     `budgets`: the effort level -> thinking budget table (the config's `reasoning.budgets`);
     DEFAULT_BUDGETS when not given.
     """
+    chat, context = _translated(body, budgets or DEFAULT_BUDGETS,
+                                lambda system: ([system] if system else []) + chat_messages(body.get("messages")))
+    return chat, dataclasses.replace(context, estimated_input_tokens=estimate_input_tokens(body))
+
+
+def to_chat_around_messages(body: dict[str, Any]) -> tuple[dict[str, Any], MessagesContext]:
+    """`to_chat` for a body whose `messages` only an Anthropic upstream reads (proxy/inbound/messages/
+    shallow.py): every other field is checked and translated alike, and the chat body's `messages`
+    is the body's own, untranslated. The context's token estimate is left at its default: only a
+    translated answer reports it."""
+    return _translated(body, DEFAULT_BUDGETS, lambda system: body.get("messages"))
+
+
+def _translated(body: Any, budgets: Mapping[str, int],
+                messages: Callable[[dict[str, Any] | None], Any]) -> tuple[dict[str, Any], MessagesContext]:
+    """The translation, with the chat messages made by `messages` from the system message (called in
+    its turn, so a body with several mistakes is refused for the first one, as the fields come)."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     model, max_tokens = _model(body), _max_tokens(body)
     for name in ("container", "mcp_servers"):
         if body.get(name) is not None:
             raise AnthropicOnly(f"'{name}' {_ANTHROPIC_ONLY}", param=name)
-    system = system_message(body.get("system"))
-    chat: dict[str, Any] = {"model": model,
-                            "messages": ([system] if system else []) + chat_messages(body.get("messages")),
+    chat: dict[str, Any] = {"model": model, "messages": messages(system_message(body.get("system"))),
                             "max_tokens": max_tokens}
     chat.update(_tool_fields(body.get("tools"), body.get("tool_choice")))
     stops = _stop_sequences(body.get("stop_sequences"))
     chat.update(_options(body, stops))
-    effort, thinking = _reasoning(body.get("thinking"), body.get("output_config"), budgets or DEFAULT_BUDGETS)
+    effort, thinking = _reasoning(body.get("thinking"), body.get("output_config"), budgets)
     if effort is not None:
         chat["reasoning_effort"] = effort
     context = MessagesContext(model=model, max_tokens=max_tokens, stop_sequences=stops, thinking=thinking,
-                              stream=chat.get("stream", False), estimated_input_tokens=estimate_input_tokens(body))
+                              stream=chat.get("stream", False))
     return chat, context
 
 
 def passthrough_only(body: dict[str, Any], refusal: AnthropicOnly) -> tuple[dict[str, Any], MessagesContext]:
     """The chain's body for a request only an Anthropic upstream can serve (`refusal` says why),
     which is never translated: what the chain reads (model, max_tokens, stream, the reasoning level)
-    and the messages as they are, for the limits on their number and shape."""
+    and the messages as they are, for the limits on their number and shape. No token estimate: the
+    answer is Anthropic's own, which reports its usage."""
     model, max_tokens = _model(body), _max_tokens(body)
     effort, thinking = _reasoning(body.get("thinking"), body.get("output_config"), DEFAULT_BUDGETS)
     stream = _flag(body, "stream")
@@ -91,7 +108,20 @@ def passthrough_only(body: dict[str, Any], refusal: AnthropicOnly) -> tuple[dict
                             **({"stream": True} if stream else {}),
                             **({"reasoning_effort": effort} if effort is not None else {})}
     return chat, MessagesContext(model=model, max_tokens=max_tokens, thinking=thinking, stream=stream,
-                                 estimated_input_tokens=estimate_input_tokens(body), anthropic_only=refusal)
+                                 anthropic_only=refusal)
+
+
+Translation = Callable[[dict[str, Any]], tuple[dict[str, Any], MessagesContext]]
+
+
+def chat_body(body: dict[str, Any], translate: Translation = to_chat) -> tuple[dict[str, Any], MessagesContext]:
+    """The chain's body for a Messages request: translated (`translate`: to_chat, or
+    to_chat_around_messages), or, when only an Anthropic upstream can serve it, the few fields
+    the chain reads (passthrough_only)."""
+    try:
+        return translate(body)
+    except AnthropicOnly as refusal:
+        return passthrough_only(body, refusal)
 
 
 def _options(body: dict[str, Any], stops: tuple[str, ...]) -> dict[str, Any]:

@@ -6,7 +6,9 @@ Stored responses (stored.py, keeping.py): a `previous_response_id` the proxy mad
 by replaying the stored conversation before the new input, so it works on every upstream format;
 with `store: true` (the default) each finished response is kept for the next turn and for
 GET /v1/responses/{id}. An id the proxy did not make belongs to an upstream's own store and is
-left in the request for a Responses-format upstream."""
+left in the request for a Responses-format upstream. A large body the store has no part in is
+read only at its top level (shallow.py) unless the server asks for it whole, which it does when
+a target would translate it."""
 from __future__ import annotations
 
 import time
@@ -17,13 +19,14 @@ from proxy.core import jsonutil
 from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
-from proxy.inbound import Parsed, validation
+from proxy.inbound import Parsed, shallow, validation
 from proxy.inbound.responses.answer import from_chat
 from proxy.inbound.responses.keeping import KeepOnCompletion, Turn, carried_from_chat, keep
-from proxy.inbound.responses.request import ResponsesContext, to_chat
+from proxy.inbound.responses.request import routing_only, to_chat
+from proxy.inbound.responses.shallow import read_responses
 from proxy.inbound.responses.stored import input_item_list, is_proxy_id, load_previous, new_response_id
 from proxy.inbound.responses.stream import ChatToResponsesStream, failed_event
-from proxy.state.store import StoreUnavailable
+from proxy.state.store import ResponseStore, StoreUnavailable
 from proxy.streams.sse import SSEEvent
 from proxy.streams.wrapper import FailureAsEvent, StreamWrapper
 
@@ -31,31 +34,13 @@ from proxy.streams.wrapper import FailureAsEvent, StreamWrapper
 class ResponsesAPI:
     name = "responses"
 
-    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services) -> Parsed:
-        body = validation.parse_json_object(raw, limits)
+    async def parse(self, raw: bytes, limits: LimitsConfig, services: Services, whole: bool = False) -> Parsed:
         store = services.responses_store
-        previous = body.get("previous_response_id")
-        history = (await load_previous(store, previous)).conversation() if is_proxy_id(previous) else []
-        native = None
-        if history:
-            body = {**body, "input": history + input_item_list(body.get("input"))}
-            # A Responses upstream never saw the proxy's id: it is sent the conversation in full.
-            native = jsonutil.dumps({name: value for name, value in body.items() if name != "previous_response_id"})
-        try:
-            pivot, context = to_chat(body)
-            validation.check_chat(pivot, limits)
-        except InvalidRequest as refusal:
-            # What only a Responses upstream takes (hosted tools and their items): passed through
-            # to one, answered with this refusal by any other.
-            return Parsed(_routing_only(body), Turn(ResponsesContext(model=str(body.get("model")))), native, refusal)
-        keeps = context.store and store is not None
-        if keeps and not store.available():
-            raise StoreUnavailable("the responses store cannot be reached; send store: false to go without it")
-        items = tuple(body["input"] if history else input_item_list(body.get("input"))) if keeps else ()
-        turn = Turn(context, store if keeps else None, items)
-        if isinstance(previous, str) and not history:  # an upstream's id: only its own store has it
-            return Parsed(pivot, turn, native, _not_stored_here(previous))
-        return Parsed(pivot, turn, native)
+        read = read_responses(raw, limits, store is not None) if not whole and shallow.big_enough(raw) else None
+        if read is not None:
+            pivot, context, spliced = read
+            return Parsed(pivot, Turn(context), spliced=spliced)
+        return await _parse_whole(raw, limits, store)
 
     async def render(self, response: ProxyResponse, turn: Turn, request: ProxyRequest) -> ProxyResponse:
         if response.dialect is not None and response.dialect.name == self.name:
@@ -85,9 +70,31 @@ class ResponsesAPI:
         return error.status, error.body(), dict(error.headers)
 
 
-def _routing_only(body: dict[str, Any]) -> dict[str, Any]:
-    """The pivot of a request only a Responses upstream can take: what routing reads."""
-    return {"model": body.get("model"), "messages": [], **({"stream": True} if body.get("stream") is True else {})}
+async def _parse_whole(raw: bytes, limits: LimitsConfig, store: ResponseStore | None) -> Parsed:
+    body = validation.parse_json_object(raw, limits)
+    previous = body.get("previous_response_id")
+    history = (await load_previous(store, previous)).conversation() if is_proxy_id(previous) else []
+    native = None
+    if history:
+        body = {**body, "input": history + input_item_list(body.get("input"))}
+        # A Responses upstream never saw the proxy's id: it is sent the conversation in full.
+        native = jsonutil.dumps({name: value for name, value in body.items() if name != "previous_response_id"})
+    try:
+        pivot, context = to_chat(body)
+        validation.check_chat(pivot, limits)
+    except InvalidRequest as refusal:
+        # What only a Responses upstream takes (hosted tools and their items): passed through
+        # to one, answered with this refusal by any other.
+        pivot, context = routing_only(body)
+        return Parsed(pivot, Turn(context), native, refusal)
+    keeps = context.store and store is not None
+    if keeps and not store.available():
+        raise StoreUnavailable("the responses store cannot be reached; send store: false to go without it")
+    items = tuple(body["input"] if history else input_item_list(body.get("input"))) if keeps else ()
+    turn = Turn(context, store if keeps else None, items)
+    if isinstance(previous, str) and not history:  # an upstream's id: only its own store has it
+        return Parsed(pivot, turn, native, _not_stored_here(previous))
+    return Parsed(pivot, turn, native)
 
 
 def _not_stored_here(response_id: str) -> InvalidRequest:

@@ -11,7 +11,7 @@ hosted tools (refused here; a Responses-native upstream could take the body unch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from proxy.inbound.responses.input_items import fail, input_messages
 from proxy.inbound.responses.thinking_token import TOKEN_PREFIX, decode_thinking_blocks, encode_thinking_blocks
@@ -72,6 +72,25 @@ class ResponsesContext:
 
 def to_chat(body: Any) -> tuple[dict[str, Any], ResponsesContext]:
     """(chat body, context). Raises InvalidRequest for anything malformed or unsupported."""
+    def messages(fields: dict[str, Any]) -> list[dict[str, Any]]:
+        translated = input_messages(body.get("input"), fields["instructions"])
+        if not translated and fields["previous_response_id"] is None:
+            raise fail("'input' must not be empty", "input", "missing_required_parameter")
+        return translated
+
+    return _translated(body, messages)
+
+
+def to_chat_around_input(body: dict[str, Any]) -> tuple[dict[str, Any], ResponsesContext]:
+    """`to_chat` for a body whose `input` only a Responses upstream reads (proxy/inbound/responses/
+    shallow.py): every other field is checked and translated alike, and the chat body's `messages`
+    is the body's own `input`, untranslated."""
+    return _translated(body, lambda fields: body.get("input"))
+
+
+def _translated(body: Any, messages: Callable[[dict[str, Any]], Any]) -> tuple[dict[str, Any], ResponsesContext]:
+    """The translation, with the chat messages made by `messages` from the checked scalar fields
+    (called last, as `input` is read last: the first mistake refused is the same either way)."""
     if not isinstance(body, dict):
         raise fail("the request body must be a JSON object", "body", "invalid_type")
     _refuse_stateful(body)
@@ -80,10 +99,7 @@ def to_chat(body: Any) -> tuple[dict[str, Any], ResponsesContext]:
     tool_choice, tools = chat_tool_choice(body.get("tool_choice"), declared.chat)
     reasoning, effort = _reasoning(body.get("reasoning"))
     text, response_format, verbosity = _text(body.get("text"))
-    messages = input_messages(body.get("input"), fields["instructions"])
-    if not messages and fields["previous_response_id"] is None:
-        raise fail("'input' must not be empty", "input", "missing_required_parameter")
-    chat = _chat_body(fields, messages, tools, tool_choice)
+    chat = _chat_body(fields, messages(fields), tools, tool_choice)
     _put(chat, "reasoning_effort", effort)
     _put(chat, "response_format", response_format)
     _put(chat, "verbosity", verbosity)
@@ -91,6 +107,13 @@ def to_chat(body: Any) -> tuple[dict[str, Any], ResponsesContext]:
         tools=tuple(declared.echo), tool_choice=body.get("tool_choice") or "auto", reasoning=reasoning,
         text=text, custom_tool_names=declared.custom, namespaced_tools=declared.namespaced, **fields)
     return chat, context
+
+
+def routing_only(body: dict[str, Any]) -> tuple[dict[str, Any], ResponsesContext]:
+    """The pivot of a request only a Responses upstream can take (`to_chat` refused it): what
+    routing reads; and a context that names its model."""
+    pivot = {"model": body.get("model"), "messages": [], **({"stream": True} if body.get("stream") is True else {})}
+    return pivot, ResponsesContext(model=str(body.get("model")))
 
 
 def _refuse_stateful(body: dict[str, Any]) -> None:
@@ -129,7 +152,7 @@ def _scalars(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _chat_body(fields: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+def _chat_body(fields: dict[str, Any], messages: Any, tools: list[dict[str, Any]],
                tool_choice: Any) -> dict[str, Any]:
     chat: dict[str, Any] = {"model": fields["model"], "messages": messages}
     if fields["stream"]:

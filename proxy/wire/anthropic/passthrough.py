@@ -9,15 +9,13 @@ only watches it: usage for the metrics, an `error` event, and a stream that stop
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Mapping
-
-from msgspec import Raw
+from typing import Any, AsyncIterator
 
 from proxy.core import splice
-from proxy.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
+from proxy.core.errors import UpstreamError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target, upstream_json
-from proxy.core.options import merge_options, option_layers
 from proxy.streams.sse import SSEEvent
+from proxy.wire import passthrough
 from proxy.wire.anthropic.response import error_from_body, error_from_event, openai_usage
 
 # Events after which the answer has begun: the first delta of any block (thinking counts, so the
@@ -27,14 +25,11 @@ _COMMITTING = frozenset({"content_block_delta", "message_delta", "message_stop"}
 COUNT_PATH = "messages/count_tokens"
 
 
-def encode_native(request: ProxyRequest, target: Target) -> bytes:
+def encode_native(request: ProxyRequest, target: Target) -> list[Any]:
     """The client's bytes with the owned fields spliced in; nothing else is decoded again. A
     count_tokens body (COUNT_PATH) takes no generation settings, so `options:` are not merged."""
-    try:
-        top = splice.read_top_level(request.native_body)
-    except (ValueError, RecursionError):
-        raise InvalidRequest("the request body is not valid JSON") from None
-    body: dict[str, Any] = {**top.values, "model": target.model}
+    client = passthrough.client_object(request)
+    body: dict[str, Any] = {**client.top.values, "model": target.model}
     pivot = request.body or {}
     if "thinking" not in body and isinstance(pivot.get("thinking"), dict):
         # The alias's or model's reasoning default, in this upstream's dialect (plugins/reasoning).
@@ -43,18 +38,7 @@ def encode_native(request: ProxyRequest, target: Target) -> bytes:
         max_tokens = splice.decode(body.get("max_tokens"))
         if isinstance(budget, int) and isinstance(max_tokens, int) and max_tokens <= budget:
             body["max_tokens"] = budget + max_tokens
-    if request.path == COUNT_PATH:
-        return splice.RawObject(top, top.values).encode(body)
-    return splice.RawObject(top, top.values).encode(merge_options(_decoded_where_merged(body, target), target))
-
-
-def _decoded_where_merged(body: dict[str, Any], target: Target) -> dict[str, Any]:
-    """`options:` merge an object into the client's object key by key, so those values are decoded."""
-    for layer in option_layers(target):
-        for key, value in layer.items():
-            if isinstance(value, Mapping) and isinstance(body.get(key), Raw):
-                body[key] = splice.decode(body[key])
-    return body
+    return passthrough.spliced_body(client, body, None if request.path == COUNT_PATH else target)
 
 
 def decode_native(payload: bytes, request: ProxyRequest, target: Target) -> bytes:

@@ -1,22 +1,23 @@
 """Responses in, Responses upstream: the client's own body and the upstream's own events.
 
-Only the fields a middleware owns are rewritten: `model`, the reasoning effort the reasoning
-middleware decided when the client asked for none, and `options:`. Everything else (hosted
-tools, encrypted reasoning, `previous_response_id` and `store` on the upstream's own store,
-unknown future fields) reaches the upstream as sent. The answer comes back with its exact bytes;
+Only the fields a middleware owns are rewritten, spliced into the client's bytes
+(proxy/wire/passthrough.py): `model`, the reasoning effort the reasoning middleware decided when
+the client asked for none, and `options:`. Everything else (hosted tools, encrypted reasoning,
+`previous_response_id` and `store` on the upstream's own store, unknown future fields) reaches
+the upstream as sent. The answer comes back with its exact bytes;
 this module only watches it: usage for the metrics, an `error` event or a failed response
 before the answer began, and a stream that stops before its terminal event.
 """
 from __future__ import annotations
 
 from contextlib import aclosing
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
-from proxy.core import jsonutil
-from proxy.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
+from proxy.core import splice
+from proxy.core.errors import UpstreamError, UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target, upstream_json
-from proxy.core.options import merge_options
 from proxy.streams.sse import SSEEvent
+from proxy.wire import passthrough
 from proxy.wire.openai import record_usage
 from proxy.wire.responses.answer import chat_usage, failure
 
@@ -24,16 +25,14 @@ from proxy.wire.responses.answer import chat_usage, failure
 _ENDING = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-def encode_native(request: ProxyRequest, target: Target) -> bytes:
-    try:
-        body = jsonutil.loads(request.native_body)
-    except ValueError:
-        raise InvalidRequest("the request body is not valid JSON") from None
-    body["model"] = target.model
+def encode_native(request: ProxyRequest, target: Target) -> list[Any]:
+    """The client's bytes with the owned fields spliced in; nothing else is decoded again."""
+    client = passthrough.client_object(request)
+    body: dict[str, Any] = {**client.top.values, "model": target.model}
     effort = (request.body or {}).get("reasoning_effort")
-    if body.get("reasoning") is None and effort is not None:
+    if effort is not None and splice.decode(body.get("reasoning")) is None:
         body["reasoning"] = {"effort": effort}  # the alias's or model's default (plugins/reasoning)
-    return jsonutil.dumps(merge_options(body, target))
+    return passthrough.spliced_body(client, body, target)
 
 
 def decode_native(payload: bytes, request: ProxyRequest, target: Target) -> bytes:
