@@ -238,3 +238,19 @@ async def test_metrics_count_messages_under_their_api(via_chat):
         async with session.get(str(via_chat.base_url).rstrip("/") + "/metrics") as answer:
             exposition = await answer.text()
     assert 'byok_requests_total{api="messages",model="echo-1",status="200",upstream="demo"} 1.0' in exposition
+
+
+async def test_no_default_thinking_beside_a_forced_tool_on_a_request_only_anthropic_serves(anthropic_upstream,
+                                                                                          proxy_factory):
+    # Anthropic refuses thinking when tool_choice forces a tool. A request with a document is passed
+    # through untranslated; the alias's reasoning default must still see the client's forced choice.
+    client = anthropic_client_for(await proxy_factory(anthropic_config(anthropic_upstream, MODEL).replace(
+        f"main: [claude/{MODEL}]", f"main: {{targets: [claude/{MODEL}], reasoning_effort: high}}")))
+    messages = [{"role": "user", "content": [DOCUMENT, {"type": "text", "text": "Weather where the sky is?"}]}]
+    for choice in ({"type": "any"}, {"type": "tool", "name": "get_weather"}):
+        await client.messages.create(model="main", max_tokens=100, tools=[WEATHER], tool_choice=choice,
+                                     messages=messages)
+        assert "thinking" not in anthropic_upstream.requests[-1].body, choice
+    await client.messages.create(model="main", max_tokens=100, tools=[WEATHER], tool_choice={"type": "auto"},
+                                 messages=messages)
+    assert anthropic_upstream.requests[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 16384}

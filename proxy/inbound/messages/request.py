@@ -106,9 +106,22 @@ def passthrough_only(body: dict[str, Any], refusal: AnthropicOnly) -> tuple[dict
     stream = _flag(body, "stream")
     chat: dict[str, Any] = {"model": model, "messages": body.get("messages"), "max_tokens": max_tokens,
                             **({"stream": True} if stream else {}),
-                            **({"reasoning_effort": effort} if effort is not None else {})}
+                            **({"reasoning_effort": effort} if effort is not None else {}),
+                            **_forced_tool_choice(body.get("tool_choice"))}
     return chat, MessagesContext(model=model, max_tokens=max_tokens, thinking=thinking, stream=stream,
                                  anthropic_only=refusal)
+
+
+def _forced_tool_choice(choice: Any) -> dict[str, Any]:
+    """A tool choice that forces a tool, in the pivot's words: the reasoning middleware then adds
+    no default thinking, which Anthropic refuses beside one. Read leniently: the client's own bytes
+    go to Anthropic, which judges the choice itself."""
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "any":
+        return {"tool_choice": "required"}
+    if kind == "tool":
+        return {"tool_choice": {"type": "function", "function": {"name": str(choice.get("name"))}}}
+    return {}
 
 
 Translation = Callable[[dict[str, Any]], tuple[dict[str, Any], MessagesContext]]
