@@ -1,9 +1,8 @@
-"""A large Responses body bound only for Responses upstreams, for which the proxy keeps no state
-(`store: false`, as Codex CLI sends), is read at its top level (proxy/inbound/responses/
-shallow.py): `input` reaches the upstream as the client's bytes, every other field is checked
+"""A large Responses body bound only for Responses upstreams, that continues no response the
+proxy stored, is read at its top level (proxy/inbound/responses/shallow.py): `input` reaches the upstream as the client's bytes, every other field is checked
 and translated as the thorough path does, and the upstream gets the client's bytes but for
 `model`, a default reasoning effort and `options:`. Whatever the shallow read doubts, or a body
-that uses the proxy's store, is read whole, and answered exactly as before."""
+that continues a response the proxy stored, is read whole, and answered exactly as before."""
 from __future__ import annotations
 
 import json
@@ -80,7 +79,7 @@ def thorough(raw: bytes):
 @given(RESPONSES_BODIES, st.integers(0, 2))
 def test_a_body_read_shallowly_is_the_body_read_thoroughly_but_for_its_input(body, style):
     raw = serialize(body, style)
-    read, expected = read_responses(raw, LIMITS, store_configured=True), thorough(raw)
+    read, expected = read_responses(raw, LIMITS), thorough(raw)
     if read is None:
         return  # the thorough path answers: with the body or its refusal
     pivot, context, _ = read
@@ -99,7 +98,7 @@ def test_a_body_read_shallowly_is_the_body_read_thoroughly_but_for_its_input(bod
 @given(RESPONSES_BODIES, st.integers(0, 2), st.sampled_from(["gpt-5", "gpt-test"]))
 def test_the_upstream_gets_the_same_bytes_from_the_read_as_from_reading_again(body, style, model):
     raw = serialize(body, style)
-    read = read_responses(raw, LIMITS, store_configured=False)
+    read = read_responses(raw, LIMITS)
     if read is None:
         return
     pivot, _, spliced = read
@@ -167,9 +166,18 @@ async def test_a_key_repeated_inside_input_is_the_upstreams_to_judge_in_a_big_bo
     assert status == 400 and answer["error"]["code"] == "duplicate_key"
 
 
-@pytest.mark.parametrize("rest", ['"store": true', '"stream": false', '"store": false, "previous_response_id": '
-                                                                       '"resp_byok_0123456789abcdef"'])
-async def test_a_body_the_proxys_store_would_take_is_read_whole(proxy, rest):
+@pytest.mark.parametrize("rest", ['"store": true', '"stream": false'])  # store: true, by default or said
+async def test_a_body_the_upstream_stores_is_read_shallowly_too(proxy, responses_upstream, rest):
+    # Passed through, the answer is the upstream's and so is its store: the proxy's keeps nothing.
+    status, answer = await post(proxy.url + "/v1/responses", with_repeat_inside(PAD, rest))
+    assert status == 200, answer
+    assert responses_upstream.last.body == with_repeat_inside(PAD, rest).replace(b'"main"', b'"gpt-test"', 1)
+    status, answer = await post(proxy.url + "/v1/responses", with_repeat_inside("", rest))
+    assert status == 400 and answer["error"]["code"] == "duplicate_key"
+
+
+async def test_a_body_continuing_a_response_the_proxy_stored_is_read_whole(proxy):
+    rest = '"store": false, "previous_response_id": "resp_byok_0123456789abcdef"'
     answers = [outcome(*await post(proxy.url + "/v1/responses", with_repeat_inside(pad, rest))) for pad in ("", PAD)]
     assert answers[0] == answers[1] and answers[0][:3] == (400, "invalid_request_error", "duplicate_key"), answers
 

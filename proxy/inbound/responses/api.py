@@ -36,7 +36,7 @@ class ResponsesAPI:
 
     async def parse(self, raw: bytes, limits: LimitsConfig, services: Services, whole: bool = False) -> Parsed:
         store = services.responses_store
-        read = read_responses(raw, limits, store is not None) if not whole and shallow.big_enough(raw) else None
+        read = read_responses(raw, limits) if not whole and shallow.big_enough(raw) else None
         if read is not None:
             pivot, context, spliced = read
             return Parsed(pivot, Turn(context), spliced=spliced)

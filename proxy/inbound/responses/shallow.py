@@ -1,6 +1,7 @@
-"""A Responses body read only at its top level, for a passthrough to Responses upstreams that
-the proxy keeps no state for (Codex CLI's: `store: false`, no `previous_response_id` of the
-proxy's own).
+"""A Responses body read only at its top level, for a passthrough to Responses upstreams: every
+request but one that continues a response the proxy stored (a `previous_response_id` of the
+proxy's own, whose conversation the proxy replays). A passed-through answer is the upstream's, kept
+in the upstream's own store when the client asks for `store`; the proxy's store never sees it.
 
 `input` carries nearly every byte of an agent's body and only the upstream reads it, so it stays
 the client's bytes (proxy/inbound/shallow.py): a non-empty string, or an array of at most
@@ -8,7 +9,7 @@ the client's bytes (proxy/inbound/shallow.py): a non-empty string, or an array o
 field is decoded and takes the checks and translation of the thorough path
 (request.to_chat_around_input), so the chain sees the pivot it always saw, but for `messages`;
 a field only a Responses upstream takes (a hosted tool) gives the routing-only pivot, as there.
-A body that uses the proxy's store, or that anything here doubts, is read whole (`None`).
+A body that continues a stored response, or that anything here doubts, is read whole (`None`).
 """
 from __future__ import annotations
 
@@ -31,12 +32,10 @@ class _Item(msgspec.Struct):
 _ITEMS = msgspec.json.Decoder(list[_Item])
 
 
-def read_responses(raw: bytes, limits: LimitsConfig,
-                   store_configured: bool) -> tuple[dict[str, Any], ResponsesContext, RawObject] | None:
-    """(the pivot, the context, the client's object to splice into), or None for the thorough path.
-    `store_configured`: the proxy has a responses store, which keeps every request not `store: false`."""
+def read_responses(raw: bytes, limits: LimitsConfig) -> tuple[dict[str, Any], ResponsesContext, RawObject] | None:
+    """(the pivot, the context, the client's object to splice into), or None for the thorough path."""
     read = shallow.read_around(raw, limits, "input", lambda value: _input_fits(value, limits))
-    if read is None or _uses_the_store(read.rest, store_configured):
+    if read is None or is_proxy_id(read.rest.get("previous_response_id")):
         return None
     body = {**read.rest, "input": read.kept}
     try:
@@ -52,7 +51,3 @@ def _input_fits(value: msgspec.Raw, limits: LimitsConfig) -> bool:
         return len(value) > len('""')  # a string, but not an empty one
     return shallow.items_fit(value, _ITEMS, limits)
 
-
-def _uses_the_store(body: dict[str, Any], store_configured: bool) -> bool:
-    """Continues a response the proxy stored, or asks it to keep this one."""
-    return is_proxy_id(body.get("previous_response_id")) or (store_configured and body.get("store") is not False)
