@@ -36,7 +36,11 @@ class SSEEvent:
 
     @classmethod
     def from_json(cls, payload: Any, event: str | None = None) -> "SSEEvent":
-        built = cls.from_data(jsonutil.dumps_str(payload), event)
+        """JSON as written here never holds a line break (one inside a string is escaped), so it is
+        one `data:` line: the bytes are built directly, and the fields read from them if asked."""
+        data = jsonutil.dumps(payload)
+        built = cls(b"data: " + data + b"\n\n" if event is None else
+                    b"event: " + event.encode() + b"\ndata: " + data + b"\n\n")
         built._json = payload
         return built
 
@@ -53,7 +57,10 @@ class SSEEvent:
 
     @property
     def is_done(self) -> bool:
-        return self.data == DONE_DATA
+        raw = self.raw
+        if raw == DONE_EVENT_BYTES:
+            return True
+        return b"[DONE]" in raw and self.data == DONE_DATA  # the data is made of these bytes
 
     def json(self) -> Any:
         """Decoded data; raises ValueError when it is not JSON."""
@@ -76,6 +83,25 @@ class SSEEvent:
         if self._parsed:
             return
         self._parsed = True
+        if not self._parse_one_line():
+            self._parse_lines()
+
+    def _parse_one_line(self) -> bool:
+        """The shape nearly every event has, `[event: NAME\n]data: DATA\n\n`, read by slicing;
+        False for any other (several lines, comments, a field without its space, a CR)."""
+        raw = self.raw
+        data_at = 0
+        if raw.startswith(b"event: "):
+            data_at = raw.find(b"\n") + 1
+        if not raw.startswith(b"data: ", data_at) or raw.find(b"\n", data_at) != len(raw) - 2 \
+                or not raw.endswith(b"\n\n") or b"\r" in raw:
+            return False
+        if data_at:
+            self._event = raw[7:data_at - 1].decode("utf-8", errors="replace")
+        self._data = raw[data_at + 6:-2].decode("utf-8", errors="replace")
+        return True
+
+    def _parse_lines(self) -> None:
         data_lines: list[str] = []
         text = self.raw.decode("utf-8", errors="replace")
         for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
