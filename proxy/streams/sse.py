@@ -56,6 +56,12 @@ class SSEEvent:
         return self._data
 
     @property
+    def has_data(self) -> bool:
+        """Whether the event carries data (a comment or keep-alive does not); at a glance when the
+        event begins with its data line, as a chat chunk does."""
+        return self.raw.startswith(b"data:") or self.data is not None
+
+    @property
     def is_done(self) -> bool:
         raw = self.raw
         if raw == DONE_EVENT_BYTES:
@@ -65,6 +71,14 @@ class SSEEvent:
     def json(self) -> Any:
         """Decoded data; raises ValueError when it is not JSON."""
         if self._json is _UNSET:
+            raw = self.raw
+            if raw.startswith(b"data: ") and raw.find(b"\n") == len(raw) - 2 and raw[-1] == 10 \
+                    and raw.find(b"\r") < 0:  # one data line and its blank line: decoded from its bytes
+                try:
+                    self._json = jsonutil.loads(raw[6:-2])
+                    return self._json
+                except ValueError:
+                    pass  # what is not UTF-8 reads as U+FFFD below, as in `data`
             data = self.data
             if data is None:
                 raise ValueError("event carries no data")

@@ -31,8 +31,17 @@ class StreamWrapper:
     def __aiter__(self) -> "StreamWrapper":
         return self
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A wrapper that only watches the end (most) passes each event without calling `transform`.
+        cls._passes_events = cls.transform is StreamWrapper.transform
+
+    _passes_events = True
+
     async def __anext__(self) -> SSEEvent:
         try:
+            if self._passes_events:
+                return await self._inner.__anext__()
             while True:
                 event = self.transform(await self._inner.__anext__())
                 if event is not None:
@@ -78,7 +87,7 @@ class StreamWrapper:
 class FailureAsEvent(StreamWrapper):
     """Ends a stream that fails after it began with one last event in the client's own API (a
     Responses `response.failed`, an Anthropic `error`), instead of letting the failure escape to
-    a server that only knows how to end a chat stream."""
+    a server that only knows how to end a chat stream. Its events pass as they are (no hooks)."""
 
     __slots__ = ("_to_event", "_ended")
 
@@ -88,10 +97,16 @@ class FailureAsEvent(StreamWrapper):
         self._ended = False
 
     async def __anext__(self) -> SSEEvent:
+        # StreamWrapper's, with the failure turned into the last event: written out rather than
+        # calling it, since each event of the stream passes here (one coroutine less per event).
         if self._ended:
             raise StopAsyncIteration
         try:
-            return await super().__anext__()
+            try:
+                return await self._inner.__anext__()
+            except BaseException:  # the end, or a failure: either way the inner stream is done
+                await self.aclose()
+                raise
         except StopAsyncIteration:
             raise
         except Exception as exc:
