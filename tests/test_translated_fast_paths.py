@@ -372,8 +372,9 @@ def _shadowed(raw: bytes, text: str, shadow: str) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(first=texts.filter(bool), later=texts, before=extra_fields, after=extra_fields, style=chat_styles,
        shadow=st.sampled_from(["", "top", "nested", "after", "duplicate"]), swap=st.booleans(),
-       cut=st.integers(0, 400), byte=st.integers(0, 255))
-def test_a_text_reader_reads_only_what_decoding_reads(first, later, before, after, style, shadow, swap, cut, byte):
+       cut=st.integers(0, 400), byte=st.integers(0, 255), space=st.sampled_from([b" ", b"\n", b"\r", b"\t"]))
+def test_a_text_reader_reads_only_what_decoding_reads(first, later, before, after, style, shadow, swap, cut, byte,
+                                                       space):
     """Whatever a reader has learnt, what it reads from a chunk is that chunk's text as decoding
     finds it (and nothing when decoding finds other news): on chunks like the first, on chunks
     with other text, and on chunks with one byte changed anywhere; with the same text under other
@@ -391,7 +392,9 @@ def test_a_text_reader_reads_only_what_decoding_reads(first, later, before, afte
     later_raw = _chat_event(_chat_chunk({"content": real}, before=before, **after), style, 1).raw
     later_raw = _shadowed(later_raw, shadowing, shadow) if style == "compact" else later_raw
     changed = later_raw[:cut] + bytes([byte]) + later_raw[cut + 1:]
-    for raw in (learnt.raw, later_raw, changed):
+    spaced = [later_raw.replace(b'{"content":', b'{"content":' + space, 1),  # JSON's whitespace; a line break to SSE
+              later_raw.replace(b'"},"logprobs"', b'"' + space + b'},"logprobs"', 1)]
+    for raw in (learnt.raw, later_raw, changed, *spaced):
         read = reader.read(raw)
         if read is None:
             continue

@@ -22,8 +22,6 @@ _AFTER_DELTA = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 TEXT_FIELDS = ("content", "reasoning_content")
 
 
-# A JSON string whose characters JSON writes as they are (no quote, backslash or control character).
-_PLAIN_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"')
 # Where a chunk's text may sit: a JSON string literal after a "content" key (on one line).
 _CONTENT_STRING = re.compile(rb'"content":("(?:[^"\\\n\r]|\\.)*")')
 # Tried in place of the text when a TextReader learns a shape: any other string would do.
@@ -110,16 +108,8 @@ class TextReader:
         """(text, the text as the JSON string jsonutil.dumps writes), or None."""
         if not self._head or not raw.startswith(self._head) or not raw.endswith(self._tail):
             return None
-        quoted = raw[self._text_at:len(raw) - self._tail_size]  # empty where head and tail overlap
-        try:
-            if _PLAIN_STRING.fullmatch(quoted):  # its bytes are the encoding, once known to be UTF-8
-                text = quoted[1:-1].decode()
-            else:
-                text = jsonutil.loads(quoted)
-                quoted = jsonutil.dumps(text)
-        except ValueError:
-            return None
-        return (text, quoted) if isinstance(text, str) and text else None
+        read = jsonutil.read_string(raw[self._text_at:len(raw) - self._tail_size])  # empty where they overlap
+        return read if read is not None and read[0] else None
 
     def learn(self, raw: bytes, text: str) -> None:
         """`raw` was decoded and found to be a text chunk (text_of) whose text is `text`."""
