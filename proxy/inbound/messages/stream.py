@@ -54,10 +54,10 @@ class ChatToMessagesStream:
                     pending.extend(_encode(self._translator.end_of_input(), self._upstream))
                     await self._close_finished()
                     continue
-                text = self._more_text(event)
-                if text is not None:
-                    pending.append(text)
-                elif event.is_done:
+                more = self._more_text(event)  # most events: one in, one out, none queued
+                if more is not None:
+                    return more
+                if event.is_done:
                     self._finished = self._closed = True
                     await finish_after_last_event(self._events)
                     pending.extend(_encode(self._translator.done(), self._upstream))

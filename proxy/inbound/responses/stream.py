@@ -62,15 +62,17 @@ class ResponsesTranslator:
                     self.finish_reason = choice["finish_reason"]
         return events
 
+    def more_text(self, text: str, quoted: bytes) -> SSEEvent | None:
+        """The event of a chunk whose only news is `text` (content) while an output_text part is
+        open, most of a stream (what `feed` makes of it); None in any other state: then `text`.
+        `quoted`: the text as the JSON string jsonutil.dumps writes."""
+        current = self._current
+        return current.more_text(text, quoted) if type(current) is MessageItem and text else None
+
     def text(self, field: str, text: str, quoted: bytes | None = None) -> list[SSEEvent]:
         """What a chunk whose only news is `text` under `field` (content or reasoning_content)
         becomes: what `feed` makes of it, without reading it field by field. `quoted`: the text
         as the JSON string jsonutil.dumps writes, when the caller has it."""
-        current = self._current
-        if field == "content" and text and type(current) is MessageItem:  # more of the text being written
-            event = current.more_text(text, quoted)
-            if event is not None:
-                return [event]
         events = self.start()
         if not text:
             return events
@@ -245,10 +247,13 @@ class ChatToResponsesStream:
             try:
                 if event is None:
                     pending.extend(translator.end_of_input())
-                elif type(event) is TextChunk:  # an Anthropic upstream's text, read from its bytes
+                    continue
+                more = self._more_text(event)  # most events: one in, one out, none queued
+                if more is not None:
+                    self.started = True
+                    return more
+                if type(event) is TextChunk:  # an Anthropic upstream's text, read from its bytes
                     pending.extend(translator.text(event.field, event.text, event.quoted))
-                elif (read := self._reader.read(event.raw)) is not None:  # text, most chunks
-                    pending.extend(translator.text("content", *read))
                 elif event.is_done:
                     pending.extend(translator.finish())
                     self._inner_closed = True
@@ -260,6 +265,15 @@ class ChatToResponsesStream:
                 raise
         self.started = True
         return pending.popleft()
+
+    def _more_text(self, event: SSEEvent) -> SSEEvent | None:
+        """The event of a chunk that only continues the open output_text part, read without decoding
+        it: an Anthropic upstream's text (read from its bytes), or a chunk like the stream's earlier
+        text chunks (TextReader). None for any other."""
+        if type(event) is TextChunk:
+            return self._translator.more_text(event.text, event.quoted) if event.field == "content" else None
+        read = self._reader.read(event.raw)
+        return None if read is None else self._translator.more_text(*read)
 
     def _decoded(self, event: SSEEvent) -> list[SSEEvent]:
         """A chunk the short ways above did not read: decoded, and, when it is text, taught to the

@@ -17,13 +17,14 @@ import re
 
 from proxy.core import jsonutil
 
-# The index is a JSON integer that fits 64 bits. The text is split at its first backslash: before
-# it, characters JSON writes as they are (no quote, backslash or control character); from it on,
-# anything up to the closing quote on the one data line, for the decoder to judge.
+# The index is a JSON integer that fits 64 bits. The text is a string literal on the one data line:
+# either plain (no quote, backslash or control character: characters JSON writes as they are, so
+# its bytes are already the encoding), or with escapes from its first backslash on, for the decoder
+# to judge.
 _SHAPE = re.compile(rb'(?:event: content_block_delta\n)?'
                     rb'data: \{"type":"content_block_delta","index":(0|[1-9][0-9]{0,17}),'
                     rb'"delta":\{"type":"(text_delta","text|thinking_delta","thinking)":'
-                    rb'("[^"\\\x00-\x1f]*)(\\[^\n\r]*)?"\}\}\n\n')
+                    rb'(?:("([^"\\\x00-\x1f]*)")|("[^"\\\x00-\x1f]*\\[^\n\r]*"))\}\}\n\n')
 _KINDS = {b'text_delta","text': "text_delta", b'thinking_delta","thinking': "thinking_delta"}
 
 
@@ -33,11 +34,11 @@ def read_text_delta(raw: bytes) -> tuple[bytes, str, str, bytes] | None:
     match = _SHAPE.fullmatch(raw)
     if match is None:
         return None
-    index, kind, opened, escaped = match.groups()  # opened: the opening quote and the plain characters
+    index, kind, plain, plain_text, escaped = match.groups()
     try:
-        if escaped is None:  # JSON writes these characters as they are: the bytes are the encoding
-            return index, _KINDS[kind], opened[1:].decode(), opened + b'"'
-        text = jsonutil.loads(opened + escaped + b'"')
+        if plain is not None:  # only checked to be UTF-8
+            return index, _KINDS[kind], plain_text.decode(), plain
+        text = jsonutil.loads(escaped)
     except ValueError:  # not UTF-8, or not a JSON string: the whole read says what it is
         return None
     return index, _KINDS[kind], text, jsonutil.dumps(text)

@@ -160,19 +160,16 @@ class StreamTranslator:
         becomes: the chunk _block_delta would have made, from the template; None where it makes none."""
         if not text:
             return None
+        template = self._template
+        if template is None:
+            template = self._template = ChunkTemplate(self.completion_id, self.model, self.created)
         if kind == "text_delta":
-            return self._text_chunk("content", text, quoted)
+            return template.text("content", text, quoted)
         state = self._blocks.get(int(index))
         if state is None or state.kind != "thinking":
             return None
         state.thinking.append(text)
-        return self._text_chunk("reasoning_content", text, quoted)
-
-    def _text_chunk(self, field: str, text: str, quoted: bytes) -> TextChunk:
-        template = self._template
-        if template is None:
-            template = self._template = ChunkTemplate(self.completion_id, self.model, self.created)
-        return template.text(field, text, quoted)
+        return template.text("reasoning_content", text, quoted)
 
     def _thinking_text(self, state: _Block, text: str) -> list[dict[str, Any]]:
         if not text:
