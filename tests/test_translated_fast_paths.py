@@ -400,3 +400,20 @@ def test_a_text_reader_reads_only_what_decoding_reads(first, later, before, afte
             continue
         text, quoted = read
         assert text_of(SSEEvent(raw).json()) == text and quoted == jsonutil.dumps(text)
+
+
+# ---- Messages passthrough --------------------------------------------------------------------------
+
+sse_lines = st.lists(st.one_of(
+    st.sampled_from(["event: content_block_delta", "event: message_delta", "event:error", "event: ping",
+                     "event: message_stop", "data: {}", ": comment", "event:  error", "id: 1"]),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)), max_size=5)
+
+
+@given(lines=sse_lines, ending=st.sampled_from(["\n", "\r\n", "\r"]))
+def test_an_event_whose_bytes_name_no_watched_event_is_none_of_them(lines, ending):
+    """watch_native passes an event on unread when its bytes hold neither "message_" nor "error":
+    its name, made of its bytes, is then none of the names it watches for."""
+    raw = (ending.join(lines) + ending * 2).encode()
+    if raw.find(b"message_") < 0 and raw.find(b"error") < 0:
+        assert SSEEvent(raw).event not in ("error", "message_start", "message_delta", "message_stop")

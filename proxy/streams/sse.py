@@ -104,15 +104,13 @@ class SSEEvent:
         """The shape nearly every event has, `[event: NAME\n]data: DATA\n\n`, read by slicing;
         False for any other (several lines, comments, a field without its space, a CR)."""
         raw = self.raw
-        data_at = 0
-        if raw.startswith(b"event: "):
-            data_at = raw.find(b"\n") + 1
+        data_at = raw.find(b"\n") + 1 if raw.startswith(b"event: ") else 0
         if not raw.startswith(b"data: ", data_at) or raw.find(b"\n", data_at) != len(raw) - 2 \
-                or not raw.endswith(b"\n\n") or b"\r" in raw:
+                or raw[-1] != 10 or raw.find(b"\r") >= 0:  # 10: the blank line's "\n"
             return False
         if data_at:
-            self._event = raw[7:data_at - 1].decode("utf-8", errors="replace")
-        self._data = raw[data_at + 6:-2].decode("utf-8", errors="replace")
+            self._event = _text(raw[7:data_at - 1])
+        self._data = _text(raw[data_at + 6:-2])
         return True
 
     def _parse_lines(self) -> None:
@@ -135,6 +133,14 @@ class SSEEvent:
 
 
 _UNSET = object()
+
+
+def _text(field: bytes) -> str:
+    """A field's value as text, invalid UTF-8 read as U+FFFD (tried strictly first: much faster)."""
+    try:
+        return field.decode()
+    except UnicodeDecodeError:
+        return field.decode("utf-8", "replace")
 
 
 def upstream_event_json(event: SSEEvent, upstream: str) -> Any:
