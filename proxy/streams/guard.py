@@ -23,7 +23,7 @@ from typing import AsyncIterator, Awaitable, Callable, Iterable, Optional
 from proxy.core.errors import UpstreamError
 from proxy.core.exchange import ProxyResponse
 from proxy.streams.sse import SSEEvent
-from proxy.streams.wrapper import StreamWrapper
+from proxy.streams.wrapper import StreamWatcher, StreamWrapper
 
 # An upstream that sends only preamble for this long is committed anyway, to bound what is held.
 MAX_HELD_EVENTS = 64
@@ -31,7 +31,7 @@ MAX_HELD_EVENTS = 64
 FailureHook = Callable[[UpstreamError], None]
 
 
-class GuardedStream(StreamWrapper):
+class GuardedStream(StreamWatcher):
     """Replays the events held back at the commit, reports an upstream failure once, and runs
     `on_close` (a concurrency slot's release) when the stream is over."""
 
@@ -45,11 +45,11 @@ class GuardedStream(StreamWrapper):
         self._on_close = on_close
 
     def __anext__(self) -> Awaitable[SSEEvent]:
-        # Not a coroutine itself: once the held events are out, each event is StreamWrapper's own
+        # Not a coroutine itself: once the held events are out, each event is StreamWatcher's own
         # step, not one more coroutine around it.
         if self._held:
             return _at_once(self._held.popleft())
-        return StreamWrapper.__anext__(self)
+        return StreamWatcher.__anext__(self)
 
     def on_error(self, exc: BaseException) -> Optional[BaseException]:
         if isinstance(exc, UpstreamError) and self._on_failure is not None:

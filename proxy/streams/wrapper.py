@@ -31,31 +31,28 @@ class StreamWrapper:
     def __aiter__(self) -> "StreamWrapper":
         return self
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        # A wrapper that only watches the end (most) passes each event without calling `transform`.
-        cls._passes_events = cls.transform is StreamWrapper.transform
-
-    _passes_events = True
-
     async def __anext__(self) -> SSEEvent:
         try:
-            if self._passes_events:
-                return await self._inner.__anext__()
             while True:
                 event = self.transform(await self._inner.__anext__())
                 if event is not None:
                     return event
-        except StopAsyncIteration:
+        except BaseException as exc:
+            raised = await self._ended(exc)
+            if raised is exc:
+                raise
+            raise raised from None
+
+    async def _ended(self, exc: BaseException) -> BaseException:
+        """The inner stream ended (StopAsyncIteration) or failed with `exc`: the hooks are told, the
+        stream is closed, and what to raise is returned (`exc`, or on_error's replacement)."""
+        if isinstance(exc, StopAsyncIteration):
             self.on_end()
             await self.aclose()
-            raise
-        except BaseException as exc:
-            replacement = self.on_error(exc)
-            await self.aclose()
-            if replacement is not None and replacement is not exc:
-                raise replacement from None
-            raise
+            return exc
+        replacement = self.on_error(exc)
+        await self.aclose()
+        return exc if replacement is None else replacement
 
     async def aclose(self) -> None:
         if self._closed:
@@ -82,6 +79,23 @@ class StreamWrapper:
 
     def on_close(self) -> None:
         """Runs once, last, however the stream ended."""
+
+
+class StreamWatcher(StreamWrapper):
+    """A wrapper that passes every event as it is and only watches how the stream ends (on_end,
+    on_error, on_close): `transform` is not called, a call less per event in the guards and the
+    observer that every stream passes through."""
+
+    __slots__ = ()
+
+    async def __anext__(self) -> SSEEvent:
+        try:
+            return await self._inner.__anext__()
+        except BaseException as exc:
+            raised = await self._ended(exc)
+            if raised is exc:
+                raise
+            raise raised from None
 
 
 class FailureAsEvent(StreamWrapper):
