@@ -36,6 +36,9 @@ PATHS = {
     "chat_anthropic": ("chat/completions", chat_body, "bencha/s", AnthropicStream),
     "responses_openai": ("responses", responses_body, "bench/s", OpenAIStream),
     "responses_anthropic": ("responses", responses_body, "bencha/s", AnthropicStream),
+    # store: true, the Responses API's default (the bench's other Responses paths send false)
+    "responses_openai_stored": ("responses", lambda model, stream: responses_body(model, stream, store=True),
+                                "bench/s", OpenAIStream),
     "messages_openai": ("messages", messages_body, "bench/s", OpenAIStream),
     "messages_anthropic": ("messages", messages_body, "bencha/s", AnthropicStream),
 }
@@ -144,7 +147,8 @@ async def measure(names: list[str], seconds: float, rounds: int = 1) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="per path")
-    parser.add_argument("--paths", default=",".join(PATHS), help="comma list of " + ", ".join(PATHS))
+    parser.add_argument("--paths", default=",".join(name for name in PATHS if name != "responses_openai_stored"),
+                        help="comma list of " + ", ".join(PATHS))
     parser.add_argument("--rounds", type=int, default=3, help="turns per path; the best is reported")
     parser.add_argument("--profile", help="write cProfile stats here")
     args = parser.parse_args()
