@@ -118,7 +118,7 @@ _PLAIN_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"')
 def read_string(literal: bytes) -> tuple[str, bytes] | None:
     """A JSON string literal's text, and the literal as `dumps` writes it (a stream writing the
     text back out uses those bytes as they are); None when `literal` is not exactly one string.
-    A literal without escapes is only checked to be UTF-8, not decoded: the hot path of the
+    A literal without escapes is not parsed, only decoded from UTF-8: the hot path of the
     translated streams, whose text deltas are nearly all such."""
     if not (literal.startswith(b'"') and literal.endswith(b'"')):
         return None  # whitespace around it is JSON's, but it would be part of the event's line
