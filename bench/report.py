@@ -79,6 +79,9 @@ def summarize_system(runs: dict) -> dict:
     burst = runs.get("burst") or []
     summary["burst_chunks_per_s"] = {kind: median(_get(r, kind, "chunks_per_s") for r in burst)
                                      for kind in BURST_KINDS if any(kind in r for r in burst)}
+    summary["burst_cpu_us_per_chunk"] = {kind: median(_get(r, kind, "server_cpu_us_per_chunk") for r in burst)
+                                         for kind in BURST_KINDS if any(_get(r, kind, "server_cpu_us_per_chunk")
+                                                                        for r in burst)}
     apis = [run for run in runs.get("apis") or [] if run]
     if apis:
         summary["apis"] = {label: {"rps": median(_get(r, label, "rps") for r in apis),
@@ -353,6 +356,7 @@ def _burst_table(summary: dict, names: list[str]) -> list[str]:
             cells = [_fmt(burst.get(kind)) + _share(burst.get(kind), base if kind != "openai" else None)
                      for kind in BURST_KINDS]
             lines.append(f"| {systems[name]['label']} | " + " | ".join(cells) + " |")
+    lines += _burst_cpu_table(systems, names)
     translation = summary.get("translation")
     if translation and "chunks_per_s" in translation:
         lines += ["", f"Translator alone (in process, SSE parse + translate + encode): "
@@ -362,6 +366,23 @@ def _burst_table(summary: dict, names: list[str]) -> list[str]:
     elif translation and "skipped" in translation:
         lines += ["", f"Translator alone: skipped ({translation['skipped']})."]
     return lines + [""] if rows else []
+
+
+def _burst_cpu_table(systems: dict, names: list[str]) -> list[str]:
+    """The server's CPU per chunk of the same runs; the share is chat passthrough's CPU over the
+    path's (what its chunks/s would be, as a share, were the proxy's core the only limit)."""
+    rows = [name for name in names if systems[name].get("burst_cpu_us_per_chunk")]
+    if not rows:
+        return []
+    lines = ["", "Server CPU per chunk, µs (for `direct`, the upstream's), in the same runs:", "",
+             "| system | " + " | ".join(_BURST_TITLES) + " |", "|---|" + "---|" * len(BURST_KINDS)]
+    for name in rows:
+        cpu = systems[name]["burst_cpu_us_per_chunk"]
+        base = cpu.get("openai")
+        cells = [_fmt(cpu.get(kind)) + (_share(base, cpu.get(kind)) if kind != "openai" else "")
+                 for kind in BURST_KINDS]
+        lines.append(f"| {systems[name]['label']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _bodies_table(summary: dict, names: list[str]) -> list[str]:

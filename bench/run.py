@@ -119,9 +119,16 @@ async def phase_burst(system: System, ctx: Context) -> dict:
     s = ctx.settings
     results = {}
     chat = Endpoint("127.0.0.1", system.port)
+    server = system.server or ctx.upstream
 
     async def burst(endpoint: Endpoint, model: str) -> dict:
-        return await loadgen.stream_throughput(endpoint, model, s.burst_concurrency, s.burst_streams_each)
+        # The server's CPU per chunk too: once a proxy keeps up with the upstream, chunks/s measures
+        # the load generator's core, while CPU per chunk still measures the proxy.
+        cpu_before = server.cpu_seconds()
+        result = await loadgen.stream_throughput(endpoint, model, s.burst_concurrency, s.burst_streams_each)
+        if result.get("chunks"):
+            result["server_cpu_us_per_chunk"] = (server.cpu_seconds() - cpu_before) / result["chunks"] * 1e6
+        return result
 
     results["openai"] = await burst(chat, system.model(s.burst_model))
     if system.native:

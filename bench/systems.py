@@ -143,6 +143,8 @@ class ByokAtCommit(Byok):
         tree = workdir / f"tree-{commit[:12]}"
         if not (tree / "proxy").is_dir():
             _git("worktree", "add", "--force", "--detach", str(tree), commit)
+        # one that serves the Responses and Messages APIs is measured on them too
+        self.speaks_every_api = all((tree / "proxy" / "inbound" / api).is_dir() for api in ("responses", "messages"))
         return tree
 
 

@@ -15,8 +15,9 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
-from proxy.api import Handler, PluginContext, ProxyError, ProxyRequest, ProxyResponse, SSEEvent, StreamWrapper
+from proxy.api import Handler, PluginContext, ProxyError, ProxyRequest, ProxyResponse, SSEEvent
 from proxy.observability.logs import RequestLog, log_request
+from proxy.streams.wrapper import StreamWatcher
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
 
@@ -76,7 +77,7 @@ class _Record:
             log_request(RequestLog.finished(self.request, status, error, now))
 
 
-class _WatchedStream(StreamWrapper):
+class _WatchedStream(StreamWatcher):
     """Passes events through untouched; finishes the record when the stream ends."""
 
     __slots__ = ("_record", "_status")

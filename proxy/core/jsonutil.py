@@ -108,3 +108,24 @@ else:  # pragma: no cover
 
     def dumps(value: Any) -> bytes:
         return dumps_str(value).encode()
+
+
+# A string literal whose characters JSON writes as they are (no quote, backslash or control
+# character): its bytes are already what `dumps` writes for its text.
+_PLAIN_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"')
+
+
+def read_string(literal: bytes) -> tuple[str, bytes] | None:
+    """A JSON string literal's text, and the literal as `dumps` writes it (a stream writing the
+    text back out uses those bytes as they are); None when `literal` is not exactly one string.
+    A literal without escapes is not parsed, only decoded from UTF-8: the hot path of the
+    translated streams, whose text deltas are nearly all such."""
+    if not (literal.startswith(b'"') and literal.endswith(b'"')):
+        return None  # whitespace around it is JSON's, but it would be part of the event's line
+    try:
+        if _PLAIN_STRING.fullmatch(literal):
+            return literal[1:-1].decode(), literal
+        text = loads(literal)
+    except ValueError:  # not UTF-8 (UnicodeDecodeError is one), or not JSON
+        return None
+    return (text, dumps(text)) if isinstance(text, str) else None

@@ -28,12 +28,13 @@ class _Next:
 
     def __init__(self, stream: AsyncIterator[SSEEvent]):
         self._step = stream.__anext__()
-        self._advance(lambda: self._step.send(None))
+        self._advance(self._step.send, None)
 
-    def _advance(self, move: Callable[[], Any]) -> None:
+    def _advance(self, move: Callable[[Any], Any], given: Any) -> None:
+        """One step of the `__anext__`: `move(given)` is its send or its throw."""
         self._value = self._error = None
         try:
-            self._waiting_on = move()
+            self._waiting_on = move(given)
         except StopIteration as stop:
             self.ready, self._value = True, stop.value
         except BaseException as exc:  # StopAsyncIteration at the end, or the stream's failure
@@ -56,16 +57,16 @@ class _Next:
             try:
                 sent = yield self._waiting_on
             except BaseException as exc:  # the task is cancelled: the stream's wrappers handle it
-                self._advance(lambda error=exc: self._step.throw(error))
+                self._advance(self._step.throw, exc)
             else:
-                self._advance(lambda: self._step.send(sent))
+                self._advance(self._step.send, sent)
         return self.result()
 
     async def cancel(self) -> None:
         """Ends a wait nobody will take up (the client went away): the stream sees a cancellation,
         as it would have if the task had been waiting in it, and closes itself."""
         if not self.ready:
-            self._advance(lambda: self._step.throw(asyncio.CancelledError()))
+            self._advance(self._step.throw, asyncio.CancelledError())
         try:
             await self
         except (Exception, asyncio.CancelledError):

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections import deque
 from contextlib import aclosing
-from typing import AsyncIterator, Callable, Iterable, Optional
+from typing import AsyncIterator, Awaitable, Callable, Iterable, Optional
 
 from proxy.core.errors import UpstreamError
 from proxy.core.exchange import ProxyResponse
 from proxy.streams.sse import SSEEvent
-from proxy.streams.wrapper import StreamWrapper
+from proxy.streams.wrapper import StreamWatcher, StreamWrapper
 
 # An upstream that sends only preamble for this long is committed anyway, to bound what is held.
 MAX_HELD_EVENTS = 64
@@ -31,7 +31,7 @@ MAX_HELD_EVENTS = 64
 FailureHook = Callable[[UpstreamError], None]
 
 
-class GuardedStream(StreamWrapper):
+class GuardedStream(StreamWatcher):
     """Replays the events held back at the commit, reports an upstream failure once, and runs
     `on_close` (a concurrency slot's release) when the stream is over."""
 
@@ -44,10 +44,12 @@ class GuardedStream(StreamWrapper):
         self._on_failure = on_failure
         self._on_close = on_close
 
-    async def __anext__(self) -> SSEEvent:
+    def __anext__(self) -> Awaitable[SSEEvent]:
+        # Not a coroutine itself: once the held events are out, each event is StreamWatcher's own
+        # step, not one more coroutine around it.
         if self._held:
-            return self._held.popleft()
-        return await super().__anext__()
+            return _at_once(self._held.popleft())
+        return StreamWatcher.__anext__(self)
 
     def on_error(self, exc: BaseException) -> Optional[BaseException]:
         if isinstance(exc, UpstreamError) and self._on_failure is not None:
@@ -57,6 +59,10 @@ class GuardedStream(StreamWrapper):
     def on_close(self) -> None:
         if self._on_close is not None:
             self._on_close()
+
+
+async def _at_once(event: SSEEvent) -> SSEEvent:
+    return event
 
 
 class FilteredStream(StreamWrapper):

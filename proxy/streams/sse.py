@@ -36,7 +36,11 @@ class SSEEvent:
 
     @classmethod
     def from_json(cls, payload: Any, event: str | None = None) -> "SSEEvent":
-        built = cls.from_data(jsonutil.dumps_str(payload), event)
+        """JSON as written here never holds a line break (one inside a string is escaped), so it is
+        one `data:` line: the bytes are built directly, and the fields read from them if asked."""
+        data = jsonutil.dumps(payload)
+        built = cls(b"data: " + data + b"\n\n" if event is None else
+                    b"event: " + event.encode() + b"\ndata: " + data + b"\n\n")
         built._json = payload
         return built
 
@@ -52,12 +56,29 @@ class SSEEvent:
         return self._data
 
     @property
+    def has_data(self) -> bool:
+        """Whether the event carries data (a comment or keep-alive does not); at a glance when the
+        event begins with its data line, as a chat chunk does."""
+        return self.raw.startswith(b"data:") or self.data is not None
+
+    @property
     def is_done(self) -> bool:
-        return self.data == DONE_DATA
+        raw = self.raw
+        if raw == DONE_EVENT_BYTES:
+            return True
+        return b"[DONE]" in raw and self.data == DONE_DATA  # the data is made of these bytes
 
     def json(self) -> Any:
         """Decoded data; raises ValueError when it is not JSON."""
         if self._json is _UNSET:
+            raw = self.raw
+            if raw.startswith(b"data: ") and raw.find(b"\n") == len(raw) - 2 and raw[-1] == 10 \
+                    and raw.find(b"\r") < 0:  # one data line and its blank line: decoded from its bytes
+                try:
+                    self._json = jsonutil.loads(raw[6:-2])
+                    return self._json
+                except ValueError:
+                    pass  # what is not UTF-8 reads as U+FFFD below, as in `data`
             data = self.data
             if data is None:
                 raise ValueError("event carries no data")
@@ -76,6 +97,23 @@ class SSEEvent:
         if self._parsed:
             return
         self._parsed = True
+        if not self._parse_one_line():
+            self._parse_lines()
+
+    def _parse_one_line(self) -> bool:
+        """The shape nearly every event has, `[event: NAME\n]data: DATA\n\n`, read by slicing;
+        False for any other (several lines, comments, a field without its space, a CR)."""
+        raw = self.raw
+        data_at = raw.find(b"\n") + 1 if raw.startswith(b"event: ") else 0
+        if not raw.startswith(b"data: ", data_at) or raw.find(b"\n", data_at) != len(raw) - 2 \
+                or raw[-1] != 10 or raw.find(b"\r") >= 0:  # 10: the blank line's "\n"
+            return False
+        if data_at:
+            self._event = _text(raw[7:data_at - 1])
+        self._data = _text(raw[data_at + 6:-2])
+        return True
+
+    def _parse_lines(self) -> None:
         data_lines: list[str] = []
         text = self.raw.decode("utf-8", errors="replace")
         for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
@@ -95,6 +133,14 @@ class SSEEvent:
 
 
 _UNSET = object()
+
+
+def _text(field: bytes) -> str:
+    """A field's value as text, invalid UTF-8 read as U+FFFD (tried strictly first: much faster)."""
+    try:
+        return field.decode()
+    except UnicodeDecodeError:
+        return field.decode("utf-8", "replace")
 
 
 def upstream_event_json(event: SSEEvent, upstream: str) -> Any:

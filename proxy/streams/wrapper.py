@@ -37,16 +37,22 @@ class StreamWrapper:
                 event = self.transform(await self._inner.__anext__())
                 if event is not None:
                     return event
-        except StopAsyncIteration:
+        except BaseException as exc:
+            raised = await self._ended(exc)
+            if raised is exc:
+                raise
+            raise raised from None
+
+    async def _ended(self, exc: BaseException) -> BaseException:
+        """The inner stream ended (StopAsyncIteration) or failed with `exc`: the hooks are told, the
+        stream is closed, and what to raise is returned (`exc`, or on_error's replacement)."""
+        if isinstance(exc, StopAsyncIteration):
             self.on_end()
             await self.aclose()
-            raise
-        except BaseException as exc:
-            replacement = self.on_error(exc)
-            await self.aclose()
-            if replacement is not None and replacement is not exc:
-                raise replacement from None
-            raise
+            return exc
+        replacement = self.on_error(exc)
+        await self.aclose()
+        return exc if replacement is None else replacement
 
     async def aclose(self) -> None:
         if self._closed:
@@ -75,10 +81,27 @@ class StreamWrapper:
         """Runs once, last, however the stream ended."""
 
 
+class StreamWatcher(StreamWrapper):
+    """A wrapper that passes every event as it is and only watches how the stream ends (on_end,
+    on_error, on_close): `transform` is not called, a call less per event in the guards and the
+    observer that every stream passes through."""
+
+    __slots__ = ()
+
+    async def __anext__(self) -> SSEEvent:
+        try:
+            return await self._inner.__anext__()
+        except BaseException as exc:
+            raised = await self._ended(exc)
+            if raised is exc:
+                raise
+            raise raised from None
+
+
 class FailureAsEvent(StreamWrapper):
     """Ends a stream that fails after it began with one last event in the client's own API (a
     Responses `response.failed`, an Anthropic `error`), instead of letting the failure escape to
-    a server that only knows how to end a chat stream."""
+    a server that only knows how to end a chat stream. Its events pass as they are (no hooks)."""
 
     __slots__ = ("_to_event", "_ended")
 
@@ -88,10 +111,16 @@ class FailureAsEvent(StreamWrapper):
         self._ended = False
 
     async def __anext__(self) -> SSEEvent:
+        # StreamWrapper's, with the failure turned into the last event: written out rather than
+        # calling it, since each event of the stream passes here (one coroutine less per event).
         if self._ended:
             raise StopAsyncIteration
         try:
-            return await super().__anext__()
+            try:
+                return await self._inner.__anext__()
+            except BaseException:  # the end, or a failure: either way the inner stream is done
+                await self.aclose()
+                raise
         except StopAsyncIteration:
             raise
         except Exception as exc:

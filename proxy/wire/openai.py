@@ -31,6 +31,10 @@ _REFUSE_REASONING_CONTENT = frozenset({"openai", "groq", "mistral", "gemini", "t
 _READ_MAX_COMPLETION_TOKENS = frozenset({"openai", "groq", "gemini"})
 
 
+# How a chat stream's last event begins (with and without the optional space).
+_DONE_LINES = (b"data: [DONE]", b"data:[DONE]")
+
+
 class OpenAIAdapter:
     chat_path = "chat/completions"
     models_path = "models"
@@ -60,10 +64,10 @@ class OpenAIAdapter:
         try:
             async for event in events:
                 raw = event.raw
-                if raw.startswith(b"data: [DONE]") or raw.startswith(b"data:[DONE]"):
+                if raw.startswith(_DONE_LINES):
                     yield event
                     return
-                if b'"error"' in raw[:24]:
+                if raw.find(b'"error"', 0, 24) >= 0:
                     failure = error_event(event, name)
                     if failure is not None:
                         raise failure

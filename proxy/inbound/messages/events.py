@@ -41,8 +41,13 @@ from proxy.inbound.messages.answer import (anthropic_usage, matched_stop_sequenc
                                            tool_input)
 from proxy.inbound.messages.count import ASCII_CHARS_PER_TOKEN
 from proxy.inbound.messages.request import MessagesContext
+from proxy.streams.sse import SSEEvent
 
 _JSON_STRUCTURE = re.compile(r'[\\"{}\[\]]')
+# A text delta's event around its block index and its text (more_text).
+_TEXT_DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_DELTA_TYPE = b',"delta":{"type":"text_delta","text":'
+_TEXT_DELTA_TAIL = b"}}\n\n"
 
 
 class _JsonProgress:
@@ -104,6 +109,7 @@ class StreamTranslator:
         self._tail = ""
         self._tail_size = max((len(stop) for stop in context.stop_sequences), default=0)
         self._output_chars = 0
+        self._text_head_index, self._text_head = -1, b""  # more_text's bytes, for the block at that index
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -216,10 +222,26 @@ class StreamTranslator:
 
     def _text(self, text: str) -> list[dict[str, Any]]:
         out = [] if self._open == "text" else self._open_block("text", {"type": "text", "text": ""})
+        self._count_text(text)
+        return out + [self._delta({"type": "text_delta", "text": text})]
+
+    def _count_text(self, text: str) -> None:
         self._output_chars += len(text)
         if self._tail_size:
             self._tail = (self._tail + text)[-self._tail_size:]
-        return out + [self._delta({"type": "text_delta", "text": text})]
+
+    def more_text(self, text: str, quoted: bytes) -> SSEEvent | None:
+        """The event a chunk whose only news is `text` (content) becomes while a text block is open,
+        most of a stream, written from bytes made when the block opened (the bytes the payload
+        `feed` returns is encoded to); None in any other state, where `feed` must read the chunk.
+        `quoted`: the text as the JSON string jsonutil.dumps writes."""
+        if self._open != "text" or self.finished or self._finish is not None or not text:
+            return None
+        self._count_text(text)
+        if self._text_head_index != self._index:
+            self._text_head_index = self._index
+            self._text_head = _TEXT_DELTA_HEAD + jsonutil.dumps(self._index) + _TEXT_DELTA_TYPE
+        return SSEEvent(self._text_head + quoted + _TEXT_DELTA_TAIL)
 
     def _tool_delta(self, call: dict[str, Any], position: int) -> list[dict[str, Any]]:
         key = self._tool_key(call, position)

@@ -14,6 +14,7 @@ from proxy.inbound.messages.events import StreamTranslator
 from proxy.inbound.messages.request import MessagesContext
 from proxy.streams.sse import SSEEvent, upstream_event_json
 from proxy.streams.wrapper import finish_after_last_event
+from proxy.wire.chat_chunks import TextChunk, TextReader, text_of
 
 
 class ChatToMessagesStream:
@@ -31,6 +32,7 @@ class ChatToMessagesStream:
         self._translator = StreamTranslator(context, upstream, whole_tool_inputs=whole_tool_inputs)
         self._upstream = upstream
         self._pending: deque[SSEEvent] = deque()
+        self._reader = TextReader()
         self._finished = False
         self._closed = False
 
@@ -38,35 +40,51 @@ class ChatToMessagesStream:
         return self
 
     async def __anext__(self) -> SSEEvent:
-        while not self._pending:
+        # One coroutine per event, the reading and translating written out in it: every event of
+        # the stream passes here.
+        pending = self._pending
+        while not pending:
             if self._finished:
                 raise StopAsyncIteration
             try:
-                payloads = await self._pull()
-                self._pending.extend(_encode(payloads, self._upstream))
+                try:
+                    event = await self._events.__anext__()
+                except StopAsyncIteration:
+                    self._finished = True
+                    pending.extend(_encode(self._translator.end_of_input(), self._upstream))
+                    await self._close_finished()
+                    continue
+                more = self._more_text(event)  # most events: one in, one out, none queued
+                if more is not None:
+                    return more
+                if event.is_done:
+                    self._finished = self._closed = True
+                    await finish_after_last_event(self._events)
+                    pending.extend(_encode(self._translator.done(), self._upstream))
+                elif event.has_data:  # a comment or keep-alive carries nothing
+                    pending.extend(_encode(self._decoded(event), self._upstream))
             except BaseException:
                 self._finished = True
                 with suppress(Exception):  # the failure is the news, not a second one while closing
                     await self.aclose()
                 raise
-        return self._pending.popleft()
+        return pending.popleft()
 
-    async def _pull(self) -> list[dict[str, Any]]:
-        try:
-            event = await self._events.__anext__()
-        except StopAsyncIteration:
-            self._finished = True
-            payloads = self._translator.end_of_input()
-            await self._close_finished()
-            return payloads
-        if event.data is None:
-            return []  # a comment or keep-alive
-        if event.is_done:
-            self._finished = True
-            self._closed = True
-            await finish_after_last_event(self._events)
-            return self._translator.done()
+    def _more_text(self, event: SSEEvent) -> SSEEvent | None:
+        """The event of a chunk that only continues the open text block, read without decoding it:
+        an Anthropic upstream's text (read from its bytes), or a chunk like the stream's earlier
+        text chunks (TextReader). None for any other, which is decoded."""
+        if type(event) is TextChunk:
+            return self._translator.more_text(event.text, event.quoted) if event.field == "content" else None
+        read = self._reader.read(event.raw)
+        return None if read is None else self._translator.more_text(*read)
+
+    def _decoded(self, event: SSEEvent) -> list[dict[str, Any]]:
+        """A chunk decoded and fed to the translator; a text chunk teaches the TextReader its shape."""
         chunk = upstream_event_json(event, self._upstream)
+        text = text_of(chunk)
+        if text is not None:
+            self._reader.learn(event.raw, text)
         return self._translator.feed(chunk)
 
     async def _close_finished(self) -> None:

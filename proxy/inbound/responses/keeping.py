@@ -20,7 +20,7 @@ from proxy.inbound.responses.request import ENCRYPTED_REASONING, ResponsesContex
 from proxy.inbound.responses.stored import StoredResponse
 from proxy.state.store import ResponseStore
 from proxy.streams.sse import SSEEvent
-from proxy.streams.wrapper import StreamWrapper
+from proxy.streams.wrapper import StreamWatcher
 
 log = logging.getLogger("byok.responses.store")
 KEPT_STATUSES = ("completed", "incomplete")
@@ -63,7 +63,7 @@ def carried_from_chat(completion: Any, context: ResponsesContext, response_id: s
             if item["type"] == "reasoning" and item.get("encrypted_content")}
 
 
-class KeepOnCompletion(StreamWrapper):
+class KeepOnCompletion(StreamWatcher):
     """The translated stream, passed on event by event; its final Response kept on the way."""
 
     __slots__ = ("_turn", "_carried")
@@ -74,8 +74,17 @@ class KeepOnCompletion(StreamWrapper):
         self._carried = carried  # filled by the translator as reasoning items finish
 
     async def __anext__(self) -> SSEEvent:
-        event = await super().__anext__()
-        if event.event in _TERMINAL_EVENTS:
+        # StreamWatcher's step written out (one coroutine per event, not two)
+        try:
+            event = await self._inner.__anext__()
+        except BaseException as exc:
+            raised = await self._ended(exc)
+            if raised is exc:
+                raise
+            raise raised from None
+        raw = event.raw  # a terminal event's name is in its bytes: the others are not read
+        if (raw.find(b"response.completed") >= 0 or raw.find(b"response.incomplete") >= 0) \
+                and event.event in _TERMINAL_EVENTS:
             payload = event.json()
             if isinstance(payload, dict) and isinstance(payload.get("response"), dict):
                 await keep(self._turn, payload["response"], self._carried)

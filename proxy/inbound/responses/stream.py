@@ -18,6 +18,7 @@ from proxy.inbound.responses.request import ResponsesContext
 from proxy.inbound.responses.stream_items import MessageItem, OpenItem, ReasoningItem, ToolCallItem
 from proxy.streams.sse import SSEEvent, upstream_event_json
 from proxy.streams.wrapper import finish_after_last_event
+from proxy.wire.chat_chunks import TextChunk, TextReader, text_of
 
 __all__ = ["ChatToResponsesStream", "ResponsesTranslator", "completion_chunks", "completion_to_events",
            "failed_event", "usage_from_chat"]
@@ -60,6 +61,32 @@ class ResponsesTranslator:
                 if isinstance(choice.get("finish_reason"), str):
                     self.finish_reason = choice["finish_reason"]
         return events
+
+    def more_text(self, text: str, quoted: bytes) -> SSEEvent | None:
+        """The event of a chunk whose only news is `text` (content) while an output_text part is
+        open, most of a stream (what `feed` makes of it); None in any other state: then `text`.
+        `quoted`: the text as the JSON string jsonutil.dumps writes."""
+        current = self._current
+        return current.more_text(text, quoted) if type(current) is MessageItem and text else None
+
+    def text(self, field: str, text: str, quoted: bytes | None = None) -> list[SSEEvent]:
+        """What a chunk whose only news is `text` under `field` (content or reasoning_content)
+        becomes: what `feed` makes of it, without reading it field by field. `quoted`: the text
+        as the JSON string jsonutil.dumps writes, when the caller has it."""
+        events = self.start()
+        if not text:
+            return events
+        if field == "content":
+            events.extend(self._message_item(events).delta("output_text", text, quoted))
+        else:
+            events.extend(self._reasoning_item(events).text(text))
+        return events
+
+    def end_of_input(self) -> list[SSEEvent]:
+        """The chat stream stopped without [DONE]: complete only if it said it was finished."""
+        if self.finish_reason is None:
+            raise UpstreamProtocolError(self.upstream, "the stream ended before the answer was complete (no [DONE])")
+        return self.finish()
 
     def finish(self) -> list[SSEEvent]:
         """Close the open items (the last one is `incomplete` when the answer was cut off) and
@@ -191,6 +218,7 @@ class ChatToResponsesStream:
         self._chunks = chunks
         self._translator = ResponsesTranslator(context, response_id, created_at, upstream)
         self._pending: deque[SSEEvent] = deque()
+        self._reader = TextReader()
         self._inner_closed = False
         self.started = False
 
@@ -202,36 +230,61 @@ class ChatToResponsesStream:
         return self
 
     async def __anext__(self) -> SSEEvent:
-        while not self._pending:
-            if self._translator.finished:
+        # One coroutine per event, the reading and translating written out in it: every event of
+        # the stream passes here.
+        translator, pending = self._translator, self._pending
+        while not pending:
+            if translator.finished:
                 await self.aclose()
                 raise StopAsyncIteration
-            await self._pull()
+            try:
+                event: SSEEvent | None = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                event = None
+            except BaseException:  # the inner stream failed
+                await self.aclose()
+                raise
+            try:
+                if event is None:
+                    pending.extend(translator.end_of_input())
+                    continue
+                more = self._more_text(event)  # most events: one in, one out, none queued
+                if more is not None:
+                    self.started = True
+                    return more
+                if type(event) is TextChunk:  # an Anthropic upstream's text, read from its bytes
+                    pending.extend(translator.text(event.field, event.text, event.quoted))
+                elif event.is_done:
+                    pending.extend(translator.finish())
+                    self._inner_closed = True
+                    await finish_after_last_event(self._chunks)
+                elif event.has_data:  # a comment or keep-alive carries nothing
+                    pending.extend(self._decoded(event))
+            except BaseException:  # what it sent could not be translated, or closing it failed
+                await self.aclose()
+                raise
         self.started = True
-        return self._pending.popleft()
+        return pending.popleft()
 
-    async def _pull(self) -> None:
-        try:
-            await self._pull_once()
-        except BaseException:  # the inner stream failed, or what it sent could not be translated
-            await self.aclose()
-            raise
+    def _more_text(self, event: SSEEvent) -> SSEEvent | None:
+        """The event of a chunk that only continues the open output_text part, read without decoding
+        it: an Anthropic upstream's text (read from its bytes), or a chunk like the stream's earlier
+        text chunks (TextReader). None for any other."""
+        if type(event) is TextChunk:
+            return self._translator.more_text(event.text, event.quoted) if event.field == "content" else None
+        read = self._reader.read(event.raw)
+        return None if read is None else self._translator.more_text(*read)
 
-    async def _pull_once(self) -> None:
-        try:
-            event = await self._chunks.__anext__()
-        except StopAsyncIteration:
-            if self._translator.finish_reason is None:
-                raise UpstreamProtocolError(self._translator.upstream,
-                                            "the stream ended before the answer was complete (no [DONE])") from None
-            self._pending.extend(self._translator.finish())
-            return
-        if event.is_done:
-            self._pending.extend(self._translator.finish())
-            self._inner_closed = True
-            await finish_after_last_event(self._chunks)
-        elif event.data is not None:  # a comment or keep-alive carries nothing
-            self._pending.extend(self._translator.feed(upstream_event_json(event, self._translator.upstream)))
+    def _decoded(self, event: SSEEvent) -> list[SSEEvent]:
+        """A chunk the short ways above did not read: decoded, and, when it is text, taught to the
+        TextReader, which then reads the chunks like it from their bytes."""
+        translator = self._translator
+        chunk = upstream_event_json(event, translator.upstream)
+        text = text_of(chunk)
+        if text is None:
+            return translator.feed(chunk)
+        self._reader.learn(event.raw, text)
+        return translator.text("content", text)
 
     async def aclose(self) -> None:
         if self._inner_closed:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.core import jsonutil
 from proxy.inbound.responses.answer import (ResponseState, content_part, fallback_call_id, item_id, message_item,
                                             reasoning_item, tool_item)
 from proxy.streams.sse import SSEEvent
+
+_TEXT_DELTA_HEAD = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+_TEXT_DELTA_TAIL = b',"logprobs":[]}\n\n'
 
 
 class OpenItem:
@@ -77,33 +81,55 @@ class ReasoningItem(OpenItem):
 
 
 class MessageItem(OpenItem):
-    """An assistant message; text and refusal are separate content parts, opened as they come."""
+    """An assistant message; text and refusal are separate content parts, opened as they come.
+    The output_text deltas of a part, most of a stream, are written from bytes made when the part
+    opens (`more_text`: the bytes `_item_event` would give)."""
 
     kind = "message"
 
     def __init__(self, state: ResponseState, output_index: int):
         super().__init__(state, output_index)
         self.parts: list[tuple[str, list[str]]] = []
+        self._open_text: list[str] | None = None  # the open part's texts, when it is output_text
+        self._delta_fields = b""  # its delta events from item_id to the delta
 
     def added(self) -> list[SSEEvent]:
         item = {"id": self.id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
         return [self._event("response.output_item.added", item=item)]
 
-    def delta(self, kind: str, text: str) -> list[SSEEvent]:
+    def delta(self, kind: str, text: str, quoted: bytes | None = None) -> list[SSEEvent]:
+        """`quoted`, when the caller has it: the text as the JSON string jsonutil.dumps writes."""
         events = []
         if not self.parts or self.parts[-1][0] != kind:
             events.extend(self._close_part())
-            self.parts.append((kind, []))
+            self._open_part(kind)
             events.append(self._item_event("response.content_part.added", content_index=len(self.parts) - 1,
                                            part=content_part(kind, "")))
-        self.parts[-1][1].append(text)
-        index = len(self.parts) - 1
         if kind == "refusal":
-            events.append(self._item_event("response.refusal.delta", content_index=index, delta=text))
+            self.parts[-1][1].append(text)
+            events.append(self._item_event("response.refusal.delta", content_index=len(self.parts) - 1, delta=text))
         else:
-            events.append(self._item_event("response.output_text.delta", content_index=index, delta=text,
-                                           logprobs=[]))
+            events.append(self.more_text(text, quoted))
         return events
+
+    def more_text(self, text: str, quoted: bytes | None = None) -> SSEEvent | None:
+        """The delta event of `text` in the open output_text part; None when no such part is open."""
+        texts = self._open_text
+        if texts is None:
+            return None
+        texts.append(text)
+        state = self.state
+        number, state.sequence_number = state.sequence_number, state.sequence_number + 1
+        return SSEEvent(b"%b%d%b%b%b" % (_TEXT_DELTA_HEAD, number, self._delta_fields,
+                                         jsonutil.dumps(text) if quoted is None else quoted, _TEXT_DELTA_TAIL))
+
+    def _open_part(self, kind: str) -> None:
+        texts: list[str] = []
+        self.parts.append((kind, texts))
+        self._open_text = texts if kind == "output_text" else None
+        self._delta_fields = (b',"item_id":' + jsonutil.dumps(self.id) + b',"output_index":'
+                              + jsonutil.dumps(self.output_index) + b',"content_index":'
+                              + jsonutil.dumps(len(self.parts) - 1) + b',"delta":')
 
     def _close_part(self) -> list[SSEEvent]:
         if not self.parts:

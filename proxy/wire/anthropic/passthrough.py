@@ -57,6 +57,10 @@ async def watch_native(events: AsyncIterator[SSEEvent], request: ProxyRequest,
     name = target.upstream.name
     try:
         async for event in events:
+            raw = event.raw
+            if raw.find(b"message_") < 0 and raw.find(b"error") < 0:  # so not one of the events watched for
+                yield event  # (most: the deltas), its name not even read
+                continue
             kind = event.event
             if kind == "error":
                 raise error_from_event(name, event.json_object())

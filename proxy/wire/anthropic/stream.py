@@ -5,6 +5,10 @@ usage counters, which content block is which tool call, and the text of the
 thinking block being read (its signed copy is sent when the block closes, so a
 client can send it back on the next turn). Answer text and tool arguments pass
 straight through and are never collected.
+
+Text and thinking deltas, nearly every event, take a shorter way: read from their bytes
+(deltas.py) and written from the stream's chunk template (wire/chat_chunks.py), into the same
+bytes the decoded event's dict would have been encoded to.
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from proxy.core import jsonutil
 from proxy.core.errors import UpstreamProtocolError
 from proxy.core.exchange import ProxyRequest, Target
 from proxy.streams.sse import SSEEvent, done_event, upstream_event_json
+from proxy.wire.anthropic.deltas import read_text_delta
 from proxy.wire.anthropic.response import error_from_event, finish_reason, openai_usage, record_usage
+from proxy.wire.chat_chunks import ChunkTemplate, TextChunk
 from proxy.wire.openai import wants_usage
 
 
@@ -47,6 +53,7 @@ class StreamTranslator:
         self.finished = False
         self._blocks: dict[int, _Block] = {}
         self._tool_count = 0
+        self._template: ChunkTemplate | None = None  # made on first use, after message_start named the stream
 
     def feed(self, event: Any) -> list[dict[str, Any]]:
         if not isinstance(event, dict):
@@ -64,6 +71,7 @@ class StreamTranslator:
         if isinstance(message.get("model"), str) and message["model"]:
             self.model = message["model"]
         self.usage.update(_obj(message.get("usage")))
+        self._template = None
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _message_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,6 +155,22 @@ class StreamTranslator:
             return [self._chunk({"thinking_blocks": [signed]})]
         return []
 
+    def text_delta(self, index: bytes, kind: str, text: str, quoted: bytes) -> TextChunk | None:
+        """What a text_delta or thinking_delta read from its bytes (deltas.read_text_delta)
+        becomes: the chunk _block_delta would have made, from the template; None where it makes none."""
+        if not text:
+            return None
+        template = self._template
+        if template is None:
+            template = self._template = ChunkTemplate(self.completion_id, self.model, self.created)
+        if kind == "text_delta":
+            return template.text("content", text, quoted)
+        state = self._blocks.get(int(index))
+        if state is None or state.kind != "thinking":
+            return None
+        state.thinking.append(text)
+        return template.text("reasoning_content", text, quoted)
+
     def _thinking_text(self, state: _Block, text: str) -> list[dict[str, Any]]:
         if not text:
             return []
@@ -192,6 +216,12 @@ async def translate(events: AsyncIterator[SSEEvent], request: ProxyRequest,
     translator = StreamTranslator(upstream, target.model, wants_usage(request))
     async with aclosing(events):
         async for event in events:
+            delta = read_text_delta(event.raw)
+            if delta is not None:
+                chunk = translator.text_delta(*delta)
+                if chunk is not None:
+                    yield chunk
+                continue
             if event.data is None:
                 continue  # a comment or keep-alive
             payload = upstream_event_json(event, upstream)
