@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import bodies, loadgen, procs, report, translate, wrk
+from bench import bodies, loadgen, procs, report, stream_paths, translate, wrk
 from bench.httpclient import build_request
 from bench.loadgen import Endpoint
 from bench.systems import REPO, Byok, System, machine_info, make_systems
@@ -42,6 +42,8 @@ class Settings:
     burst_concurrency: int = 4
     burst_streams_each: int = 3
     translate_seconds: float = 3.0
+    stream_path_seconds: float = 2.0        # per stream path, in process (bench/stream_paths.py)
+    stream_path_rounds: int = 2
     api_seconds: float = 5.0                # per client API and upstream format, non-streamed
     api_concurrency: int = 16
     hold_counts: tuple[int, ...] = (1000, 10000)
@@ -59,6 +61,7 @@ class Settings:
         return cls(repeats=1, throughput_seconds=1.0, throughput_concurrency=10, rates=(50, 200), rate_seconds=1.0,
                    stream_model="s5x5", streams_c1=3, streams_c100_workers=10, streams_c100_each=1,
                    burst_model="s200x0", burst_concurrency=2, burst_streams_each=1, translate_seconds=0.3,
+                   stream_path_seconds=0.1, stream_path_rounds=1,
                    api_seconds=0.5, api_concurrency=4,
                    hold_counts=(20, 100), hold_connect_rate=500.0, hold_chunk_interval_ms=500,
                    body_counts=(("16KiB", 4), ("256KiB", 3), ("1MiB", 2), ("4MiB", 2)), body_seconds=5.0)
@@ -408,6 +411,10 @@ async def run(args: argparse.Namespace) -> dict:
         if "translate" in phases:
             log("anthropic translation, in process")
             results["translation"] = await translate.measure(settings.translate_seconds)
+            log("each stream path, in process")
+            results["stream_paths"] = await stream_paths.measure(list(stream_paths.PATHS),
+                                                                 settings.stream_path_seconds,
+                                                                 settings.stream_path_rounds)
         if "workers" in phases and "byok" in names:
             results["workers"] = await bench_workers(ctx)
     finally:

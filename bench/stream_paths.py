@@ -104,12 +104,14 @@ class Pipeline:
         from proxy.streams.batches import batches
         api = inbound.api_for(path)
         limits = self.config.limits
-        body, context, native, _ = await api.parse(raw, limits, self.services)
+        parsed = await api.parse(raw, limits, self.services)
+        body, context = parsed.body, parsed.context
         targets = self.runtime.router.resolve(body["model"])
         options = body.get("stream_options")
-        request = ProxyRequest(request_id="bench", method="POST", path=path, api=api.name,
-                               native_body=raw if native is None and api.name != "chat" else native or b"",
-                               body=body, client_model=body["model"], targets=targets, target=targets[0],
+        native = b"" if api.name == "chat" else parsed.native if parsed.native is not None else raw
+        request = ProxyRequest(request_id="bench", method="POST", path=path, api=api.name, native_body=native,
+                               body=body, spliced=parsed.spliced, client_model=body["model"], targets=targets,
+                               target=targets[0],
                                stream=True, client_wants_usage=isinstance(options, dict)
                                and bool(options.get("include_usage")))
         response = await api.render(await self.runtime.handler(request), context, request)
