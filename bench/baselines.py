@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+# The largest body the aiohttp floors accept (aiohttp's default, 1 MiB, would refuse the bodies phase's).
+MAX_BODY = 64 * 1024 * 1024
 
 # ---- relay --------------------------------------------------------------------------------
 
@@ -112,7 +114,7 @@ def build_aiohttp_app(upstream_port: int):
     async def close_session(app) -> None:
         await app["session"].close()
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY)
     app.router.add_get("/healthz", health)
     app.router.add_post("/v1/{path:.*}", forward)
     app.on_startup.append(open_session)
@@ -141,7 +143,7 @@ def build_lean_app(upstream_port: int):
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY)
     app.router.add_get("/healthz", health)
     app.router.add_post("/v1/{path:.*}", forward)
     return app

@@ -247,7 +247,9 @@ def markdown(results: dict) -> str:
              f"Machine: {machine.get('cpu_model', '?')}, {machine.get('cpus', '?')} cores, "
              f"{machine.get('memory_gb', '?')} GB, Linux {machine.get('kernel', '?')}, Python {machine.get('python')}, "
              f"aiohttp {machine.get('aiohttp')}, uvloop {machine.get('uvloop')}, orjson {machine.get('orjson')}  ",
-             f"Code: {machine.get('code') or 'unknown'}  ",
+             f"Code: {machine.get('code') or 'unknown'}"
+             + (" (the first run; what later runs measured again is theirs, see Notes)  " if results.get("updates")
+                else "  "),
              f"Run: {results.get('started_at')} to {results.get('finished_at')}; repeats: "
              f"{results.get('settings', {}).get('repeats')}, medians shown. Each proxy pinned to core "
              f"{results.get('settings', {}).get('proxy_cpus')}; load generator, wrk and upstream on core "

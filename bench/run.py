@@ -432,15 +432,16 @@ def merge(previous: dict, update: dict) -> dict:
         target = systems.setdefault(name, {})
         target.update({key: value for key, value in runs.items() if value not in ([], None, {})})
     merged["systems"] = systems
-    for section in ("translation", "workers"):
+    for section in ("translation", "stream_paths", "workers"):
         if section in update:
             merged[section] = update[section]
     merged["notes"] = [note for note in previous.get("notes", []) if not note.startswith("updated ")]
     merged["notes"] += update.get("notes", [])
     merged["updates"] = previous.get("updates", []) + [
         {"command": update["command"], "at": update["finished_at"], "systems": sorted(update.get("systems", {})),
-         "phases": update["phases"]}]
-    merged["notes"] += [f"updated by `{entry['command']}` at {entry['at']}" for entry in merged["updates"]]
+         "phases": update["phases"], "code": update.get("machine", {}).get("code")}]
+    merged["notes"] += [f"updated by `{entry['command']}` at {entry['at']}"
+                        + (f" (code {entry['code']})" if entry.get("code") else "") for entry in merged["updates"]]
     merged["summary"] = report.summarize(merged)
     return merged
 
