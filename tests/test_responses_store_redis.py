@@ -10,7 +10,7 @@ import uuid
 import openai
 import pytest
 
-from tests.conftest import client_for
+from tests.conftest import RESPONSES_KEY, client_for
 from tests.helpers import free_port, spawn_proxy, wait_for_port
 from tests.test_redis_limiter import REDIS_SERVER, redis_url  # noqa: F401 (fixture)
 from tests.upstreams.anthropic_upstream import DEFAULT_KEY as ANTHROPIC_KEY
@@ -109,3 +109,24 @@ async def test_redis_down_is_a_prompt_503_and_store_false_still_works(openai_ups
     assert time.monotonic() - started < 5
     response = await client.responses.create(model="main", input="hi", store=False)
     assert response.output_text == "hello from upstream"
+
+
+async def test_redis_down_still_serves_a_responses_upstream_which_keeps_its_own_answers(responses_upstream,
+                                                                                         proxy_factory):
+    # Only a translated answer goes to the proxy's store: a passed-through one is the upstream's to keep.
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    client = client_for(await proxy_factory(f"""
+    upstreams:
+      oai: {{base_url: "{responses_upstream.url}/v1", format: responses, api_key: {RESPONSES_KEY},
+             discover_models: false}}
+    models:
+      main: [oai/gpt-test]
+    responses:
+      store: {{backend: redis, url: "{dead}"}}
+    """))
+    with pytest.raises(openai.APIStatusError) as caught:  # a stored conversation: only the proxy has it
+        await client.responses.create(model="main", input="hi", previous_response_id="resp_byok_0123")
+    assert caught.value.status_code == 503
+    response = await client.responses.create(model="main", input="keep this")  # the store is known to be down
+    assert response.status == "completed"
+    assert responses_upstream.last.json["input"] == "keep this"  # passed through, store flag and all

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional, Protocol
 
 from proxy.config.model import LimitsConfig
-from proxy.core.errors import InvalidRequest, ProxyError
+from proxy.core.errors import ProxyError
 from proxy.core.exchange import ProxyRequest, ProxyResponse
 from proxy.core.services import Services
 from proxy.core.splice import RawObject
@@ -33,9 +33,10 @@ class Parsed(NamedTuple):
     context: Any               # what `render` needs of the request
     # The body for an upstream that speaks this API natively; None: the client's own bytes.
     native: Optional[bytes] = None
-    # Set when only an upstream speaking this API natively can take it: the server narrows the
-    # targets to the native ones leading the alias, and answers this error when there are none.
-    native_only: Optional[InvalidRequest] = None
+    # Set when only an upstream speaking this API natively can take it (a hosted tool; the proxy's
+    # store out of reach): the server narrows the targets to the native ones leading the alias,
+    # and answers this error when there are none.
+    native_only: Optional[ProxyError] = None
     # Set when the body was read only at its top level: the client's object, whose unread members
     # (and every member nobody changes) a passthrough re-sends as the client's own bytes.
     spliced: Optional[RawObject] = None

@@ -88,13 +88,16 @@ async def _parse_whole(raw: bytes, limits: LimitsConfig, store: ResponseStore | 
         pivot, context = routing_only(body)
         return Parsed(pivot, Turn(context), native, refusal)
     keeps = context.store and store is not None
+    outage = None
     if keeps and not store.available():
-        raise StoreUnavailable("the responses store cannot be reached; send store: false to go without it")
+        # Only a translated answer goes to the proxy's store; a Responses upstream keeps its own.
+        keeps, outage = False, StoreUnavailable("the responses store cannot be reached; send store: false to go "
+                                                "without it")
     items = tuple(body["input"] if history else input_item_list(body.get("input"))) if keeps else ()
     turn = Turn(context, store if keeps else None, items)
     if isinstance(previous, str) and not history:  # an upstream's id: only its own store has it
         return Parsed(pivot, turn, native, _not_stored_here(previous))
-    return Parsed(pivot, turn, native)
+    return Parsed(pivot, turn, native, outage)
 
 
 def _not_stored_here(response_id: str) -> InvalidRequest:
