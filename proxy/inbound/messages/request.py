@@ -118,9 +118,9 @@ def _forced_tool_choice(choice: Any) -> dict[str, Any]:
     go to Anthropic, which judges the choice itself."""
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind == "any":
-        return {"tool_choice": "required"}
+        return {"tool_choice": _CHOICES[kind]}
     if kind == "tool":
-        return {"tool_choice": {"type": "function", "function": {"name": str(choice.get("name"))}}}
+        return {"tool_choice": _named_choice(str(choice.get("name")))}
     return {}
 
 
@@ -223,6 +223,14 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
+# Anthropic's tool_choice types -> the pivot's; a "tool" choice becomes _named_choice.
+_CHOICES: Mapping[str, str] = {"auto": "auto", "any": "required", "none": "none"}
+
+
+def _named_choice(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name}}
+
+
 def _tool_choice(choice: Any, names: set[str]) -> dict[str, Any]:
     """auto/any/tool/none -> auto/required/named/none; disable_parallel_tool_use -> parallel_tool_calls."""
     if choice is None:
@@ -236,9 +244,9 @@ def _tool_choice(choice: Any, names: set[str]) -> dict[str, Any]:
             raise InvalidRequest("tool_choice.name is required for type 'tool'", param="tool_choice.name")
         if name not in names:
             raise InvalidRequest(f"tool_choice.name '{name}' is not one of the tools", param="tool_choice.name")
-        out: dict[str, Any] = {"tool_choice": {"type": "function", "function": {"name": name}}}
+        out: dict[str, Any] = {"tool_choice": _named_choice(name)}
     else:
-        out = {"tool_choice": {"auto": "auto", "any": "required", "none": "none"}[kind]}
+        out = {"tool_choice": _CHOICES[kind]}
     disable = choice.get("disable_parallel_tool_use")
     if disable is not None and not isinstance(disable, bool):
         raise InvalidRequest("tool_choice.disable_parallel_tool_use must be a boolean",
